@@ -1,0 +1,498 @@
+//! Configuration: Hipache's config.json (0.3 and 0.4 layouts, JSON or YAML)
+//! read into a raw document, then validated into one [`Config`], which is
+//! all the rest of the proxy ever sees. Every problem is reported at once.
+//!
+//! Layout: [`raw`] reads JSON or YAML and holds the typed getters that
+//! collect errors, [`build`] turns the document into a [`Config`] (both
+//! layouts, defaults), [`driver`] parses driver URLs, [`defaults`] names
+//! every default, [`error`] is the error list. [`load`] finds the file and
+//! applies the command-line and environment overrides of [`crate::cli::Args`].
+
+mod build;
+pub mod defaults;
+pub mod driver;
+mod error;
+mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde_json::{json, Value};
+
+pub use error::{ConfigError, ConfigErrors};
+pub use raw::Format;
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Plain HTTP listeners (0.3: `server.address`/`server.address6` with
+    /// `server.port`; 0.4: `http.bind` with `http.port`).
+    pub http: Vec<SocketAddr>,
+    /// TLS listeners.
+    pub https: Vec<HttpsListener>,
+    /// Drop privileges to these after binding (0.4 `user`/`group`).
+    pub user: Option<String>,
+    pub group: Option<String>,
+    /// Worker processes; 0 means a single process with no master.
+    pub workers: usize,
+    /// Most connections open to one backend at once.
+    pub max_sockets: usize,
+    pub dead_backend_ttl: Duration,
+    /// Client idle timeout and upstream response timeout; `None` disables.
+    pub tcp_timeout: Option<Duration>,
+    /// Upstream connect timeout; `None` disables.
+    pub connect_timeout: Option<Duration>,
+    pub retry_on_error: u32,
+    pub dead_backend_on_500: bool,
+    /// Reuse backend connections (Hipache's `httpKeepAlive`).
+    pub http_keep_alive: bool,
+    /// Add `x-debug-*` headers even without an `X-Debug` request header.
+    pub debug: bool,
+    /// Hipache's TTL route cache, when set.
+    pub lru_cache: Option<LruCache>,
+    pub route_cache: RouteCacheMode,
+    pub static_dir: Option<PathBuf>,
+    pub access_log: Option<AccessLogTarget>,
+    pub driver: Driver,
+    /// Peers whose `X-Forwarded-*` headers are trusted and appended to.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest request body accepted (413 above); `None`: unlimited.
+    pub max_body_size: Option<u64>,
+    /// Largest request head (request line plus headers) accepted (431 above).
+    pub max_header_size: usize,
+    /// Most request headers accepted (431 above).
+    pub max_headers: usize,
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`); `None` disables.
+    pub admin: Option<SocketAddr>,
+    /// How long SIGTERM waits for in-flight requests.
+    pub drain_timeout: Duration,
+    /// Worker memory limit in bytes (recycle above it); `None` disables.
+    pub memory_limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpsListener {
+    pub address: SocketAddr,
+    pub key: PathBuf,
+    pub cert: PathBuf,
+    pub ca: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LruCache {
+    pub size: usize,
+    pub ttl: Duration,
+}
+
+/// How routes read from Redis may be cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RouteCacheMode {
+    /// Every request reads Redis (Hipache's meaning).
+    #[default]
+    Strict,
+    /// Routes are cached and invalidated by Redis itself (client tracking).
+    Tracking,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Driver {
+    /// Reads from `read`, dead marks to `write` (the same server unless a
+    /// list of URLs or Hipache's `redisMaster*` keys said otherwise).
+    Redis { read: RedisUrl, write: RedisUrl },
+    /// A YAML routes file, reloaded when it changes; dead marks in memory.
+    File(PathBuf),
+}
+
+/// `redis://[[user]:password@]host[:port][/db][#prefix]`, `rediss://` for TLS.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub db: i64,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.censored())
+    }
+}
+
+impl RedisUrl {
+    /// The URL with the password replaced by `***`: the only form that may
+    /// appear in logs and `--dry` output.
+    pub fn censored(&self) -> String {
+        driver::censor(self)
+    }
+}
+
+/// Hipache 0.4's defaults, with ours where we differ (see
+/// `docs/configuration.md`): what an empty file `{}` means.
+impl Default for Config {
+    fn default() -> Self {
+        let http = defaults::HTTP_BIND_04
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, defaults::HTTP_PORT))
+            .collect();
+        let redis = build::default_redis();
+        Self {
+            http,
+            https: Vec::new(),
+            user: None,
+            group: None,
+            workers: defaults::WORKERS,
+            max_sockets: defaults::MAX_SOCKETS,
+            dead_backend_ttl: defaults::DEAD_BACKEND_TTL,
+            tcp_timeout: Some(defaults::TCP_TIMEOUT),
+            connect_timeout: Some(defaults::CONNECT_TIMEOUT),
+            retry_on_error: defaults::RETRY_ON_ERROR,
+            dead_backend_on_500: defaults::DEAD_BACKEND_ON_500,
+            http_keep_alive: defaults::HTTP_KEEP_ALIVE,
+            debug: defaults::DEBUG,
+            lru_cache: None,
+            route_cache: RouteCacheMode::default(),
+            static_dir: None,
+            access_log: Some(AccessLogTarget::File(PathBuf::from(defaults::ACCESS_LOG))),
+            driver: Driver::Redis {
+                read: redis.clone(),
+                write: redis,
+            },
+            trusted_proxies: Vec::new(),
+            max_body_size: None,
+            max_header_size: defaults::MAX_HEADER_SIZE,
+            max_headers: defaults::MAX_HEADERS,
+            admin: Some(defaults::ADMIN),
+            drain_timeout: defaults::DRAIN_TIMEOUT,
+            memory_limit: None,
+        }
+    }
+}
+
+/// Parses a configuration document (JSON or YAML) into a validated
+/// [`Config`]. Pure: files named by the configuration are not checked, and
+/// a relative `file:` driver path stays relative.
+pub fn parse(text: &str, format: Format) -> Result<Config, ConfigErrors> {
+    parse_document(text, format, None, false).map(|(c, _)| c)
+}
+
+/// [`parse`], plus the warnings (ignored or deprecated keys).
+pub fn parse_with_warnings(
+    text: &str,
+    format: Format,
+) -> Result<(Config, Vec<String>), ConfigErrors> {
+    parse_document(text, format, None, false)
+}
+
+fn parse_document(
+    text: &str,
+    format: Format,
+    base_dir: Option<&Path>,
+    check_files: bool,
+) -> Result<(Config, Vec<String>), ConfigErrors> {
+    let doc = raw::read_document(text, format)?;
+    let opts = build::Options {
+        base_dir,
+        check_files,
+    };
+    build::build(&doc, &opts).map(|b| (b.config, b.warnings))
+}
+
+/// A configuration ready to run, and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedConfig {
+    pub config: Config,
+    /// The file read; `None` when there was none and the built-in defaults
+    /// are used (worth a log line: "no config file, using built-in defaults").
+    pub path: Option<PathBuf>,
+    /// Worth logging at warn: ignored or deprecated keys.
+    pub warnings: Vec<String>,
+}
+
+/// Finds the configuration file, reads and validates it, checks the files
+/// it names, and applies the command-line and environment overrides.
+///
+/// The file: `--config` (`HIPACHE_CONFIG`) when given, which must exist;
+/// else `config_<SETTINGS_FLAVOR>.json` in the working directory when
+/// `SETTINGS_FLAVOR` is set; else `config.json` there; else the built-in
+/// defaults.
+pub fn load(args: &crate::cli::Args) -> Result<LoadedConfig, ConfigErrors> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let flavor = std::env::var("SETTINGS_FLAVOR").ok();
+    load_from(args, &cwd, flavor.as_deref())
+}
+
+/// [`load`] with the working directory and `SETTINGS_FLAVOR` given, for tests.
+pub fn load_from(
+    args: &crate::cli::Args,
+    cwd: &Path,
+    settings_flavor: Option<&str>,
+) -> Result<LoadedConfig, ConfigErrors> {
+    let path = match &args.config {
+        Some(p) => Some(cwd.join(p)),
+        None => {
+            let name = match settings_flavor.filter(|f| !f.is_empty()) {
+                Some(f) => format!("config_{f}.json"),
+                None => "config.json".to_owned(),
+            };
+            Some(cwd.join(name)).filter(|p| p.is_file())
+        }
+    };
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut config = None;
+    match &path {
+        None => config = Some(Config::default()),
+        Some(p) => match std::fs::read_to_string(p) {
+            Err(e) => errors.push(ConfigError::new(
+                "--config",
+                format!("cannot read {}: {e}", p.display()),
+            )),
+            Ok(text) => {
+                let base = p.parent().map(Path::to_path_buf);
+                match parse_document(&text, Format::from_path(p), base.as_deref(), true) {
+                    Ok((c, w)) => {
+                        config = Some(c);
+                        warnings = w;
+                    }
+                    Err(e) => errors.extend(e.errors),
+                }
+            }
+        },
+    }
+    let overrides = Overrides::from_args(args, cwd, &mut errors);
+    match config {
+        Some(mut c) if errors.is_empty() => {
+            overrides.apply(&mut c, &mut errors);
+            if errors.is_empty() {
+                return Ok(LoadedConfig {
+                    config: c,
+                    path,
+                    warnings,
+                });
+            }
+        }
+        _ => {}
+    }
+    Err(ConfigErrors { file: path, errors })
+}
+
+/// The command-line and environment values, validated.
+#[derive(Default)]
+struct Overrides {
+    driver: Option<Driver>,
+    http_port: Option<u16>,
+    https_port: Option<u16>,
+    admin: Option<Option<SocketAddr>>,
+    workers: Option<usize>,
+}
+
+impl Overrides {
+    fn from_args(args: &crate::cli::Args, cwd: &Path, errors: &mut Vec<ConfigError>) -> Self {
+        let mut o = Overrides {
+            http_port: args.http_port,
+            https_port: args.https_port,
+            ..Overrides::default()
+        };
+        match (&args.routes, &args.driver) {
+            (Some(_), Some(_)) => errors.push(ConfigError::new(
+                "--routes",
+                "give either --routes (HIPACHE_ROUTES) or --driver (HIPACHE_DRIVER), not both",
+            )),
+            (Some(p), None) => o.driver = Some(Driver::File(cwd.join(p))),
+            (None, Some(text)) => {
+                let mut urls = Vec::new();
+                for part in text.split(',') {
+                    match driver::parse_url(part, Some(cwd)) {
+                        Ok(u) => urls.push(u),
+                        Err(msg) => errors.push(ConfigError::new("--driver", msg)),
+                    }
+                }
+                if !urls.is_empty() && urls.len() == text.split(',').count() {
+                    match driver::from_urls(urls) {
+                        Ok(d) => o.driver = Some(d),
+                        Err((_, msg)) => errors.push(ConfigError::new("--driver", msg)),
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+        if let Some(Driver::File(p)) = &o.driver {
+            if !p.is_file() {
+                let key = if args.routes.is_some() {
+                    "--routes"
+                } else {
+                    "--driver"
+                };
+                errors.push(ConfigError::new(
+                    key,
+                    format!("{}: no such file", p.display()),
+                ));
+            }
+        }
+        if let Some(text) = &args.admin {
+            let t = text.trim();
+            if ["off", "none", "false", ""].contains(&t.to_ascii_lowercase().as_str()) {
+                o.admin = Some(None);
+            } else {
+                match build::parse_socket_addr(t) {
+                    Some(a) => o.admin = Some(Some(a)),
+                    None => errors.push(ConfigError::new(
+                        "--admin",
+                        format!("expected IP:PORT (such as 0.0.0.0:9090) or off, got {text:?}"),
+                    )),
+                }
+            }
+        }
+        if let Some(n) = args.workers {
+            if n > defaults::MAX_WORKERS {
+                errors.push(ConfigError::new(
+                    "--workers",
+                    format!("{n} is more than {}", defaults::MAX_WORKERS),
+                ));
+            } else {
+                o.workers = Some(n);
+            }
+        }
+        o
+    }
+
+    fn apply(self, c: &mut Config, errors: &mut Vec<ConfigError>) {
+        if let Some(d) = self.driver {
+            c.driver = d;
+        }
+        if let Some(p) = self.http_port {
+            for a in &mut c.http {
+                a.set_port(p);
+            }
+        }
+        if let Some(p) = self.https_port {
+            for l in &mut c.https {
+                l.address.set_port(p);
+            }
+        }
+        if let Some(a) = self.admin {
+            c.admin = a;
+        }
+        if let Some(n) = self.workers {
+            c.workers = n;
+        }
+        if self.http_port.is_some() || self.https_port.is_some() {
+            let all: Vec<SocketAddr> = c
+                .http
+                .iter()
+                .copied()
+                .chain(c.https.iter().map(|l| l.address))
+                .collect();
+            for (i, a) in all.iter().enumerate() {
+                if a.port() != 0 && all[..i].contains(a) {
+                    let key = if i < c.http.len() {
+                        "--http-port"
+                    } else {
+                        "--https-port"
+                    };
+                    errors.push(ConfigError::new(key, format!("makes {a} a listener twice")));
+                }
+            }
+        }
+    }
+}
+
+impl Config {
+    /// The effective configuration as a document in the 0.4 layout (which
+    /// parses back to the same `Config`), Redis passwords replaced by `***`.
+    pub fn censored_value(&self) -> Value {
+        let opt_secs = |d: Option<Duration>| d.map_or(Value::from(0), build::seconds_json);
+        let driver = match &self.driver {
+            Driver::File(p) => Value::from(format!("file:{}", p.display())),
+            Driver::Redis { read, write } if read == write => Value::from(read.censored()),
+            Driver::Redis { read, write } => json!([read.censored(), write.censored()]),
+        };
+        let access_log = match &self.access_log {
+            None => Value::Null,
+            Some(AccessLogTarget::Stdout) => Value::from("-"),
+            Some(AccessLogTarget::File(p)) => Value::from(p.display().to_string()),
+        };
+        let http: Vec<Value> = self
+            .http
+            .iter()
+            .map(|a| json!({"address": a.ip().to_string(), "port": a.port()}))
+            .collect();
+        let https: Vec<Value> = self
+            .https
+            .iter()
+            .map(|l| {
+                json!({
+                    "address": l.address.ip().to_string(),
+                    "port": l.address.port(),
+                    "key": l.key.display().to_string(),
+                    "cert": l.cert.display().to_string(),
+                    "ca": l.ca.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let mut doc = json!({
+            "server": {
+                "accessLog": access_log,
+                "workers": self.workers,
+                "maxSockets": self.max_sockets,
+                "deadBackendTTL": build::seconds_json(self.dead_backend_ttl),
+                "tcpTimeout": opt_secs(self.tcp_timeout),
+                "connectTimeout": opt_secs(self.connect_timeout),
+                "retryOnError": self.retry_on_error,
+                "deadBackendOn500": self.dead_backend_on_500,
+                "httpKeepAlive": self.http_keep_alive,
+                "debug": self.debug,
+                "lruCache": self.lru_cache.map(|l| json!({"size": l.size, "ttl": build::seconds_json(l.ttl)})),
+                "routeCache": match self.route_cache {
+                    RouteCacheMode::Strict => "strict",
+                    RouteCacheMode::Tracking => "tracking",
+                },
+                "staticDir": self.static_dir.as_ref().map(|p| p.display().to_string()),
+                "trustedProxies": self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "maxBodySize": self.max_body_size,
+                "maxHeaderSize": self.max_header_size,
+                "maxHeaders": self.max_headers,
+                "adminAddress": self.admin.map(|a| a.to_string()),
+                "drainTimeout": build::seconds_json(self.drain_timeout),
+                "memoryLimit": self.memory_limit,
+            },
+            "http": {"bind": http},
+            "driver": driver,
+            "user": self.user,
+            "group": self.group,
+        });
+        if !https.is_empty() {
+            if let Some(obj) = doc.as_object_mut() {
+                obj.insert("https".to_owned(), json!({ "bind": https }));
+            }
+        }
+        doc
+    }
+
+    /// [`Config::censored_value`] as pretty JSON.
+    pub fn censored_display(&self) -> String {
+        serde_json::to_string_pretty(&self.censored_value()).unwrap_or_default()
+    }
+}
+
+/// What `hipache --dry` prints on stdout: the effective configuration,
+/// secrets censored.
+pub fn dry_run_output(cfg: &Config) -> String {
+    let mut out = cfg.censored_display();
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,439 @@
+//! One request through the proxy: route it, pick a backend, forward it with
+//! the right headers, retry on connection failures, report dead backends,
+//! and answer errors with the error pages.
+
+pub mod body;
+pub mod headers;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::accesslog::{AccessLog, Entry};
+use crate::config::Config;
+use crate::error::{ErrorPages, ProxyError};
+use crate::routing::{DeadMark, Route, RouteStore};
+use crate::upstream::{self, Pool};
+pub use body::ProxyBody;
+use body::UpstreamBody;
+use headers::*;
+
+/// Everything a request needs, shared by all connections.
+pub struct Shared {
+    pub config: Config,
+    pub store: Arc<RouteStore>,
+    pub pool: Pool,
+    pub pages: Arc<ErrorPages>,
+    pub access_log: Option<AccessLog>,
+}
+
+/// What a request knows about the connection it came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+}
+
+/// The `Host: __ping__` liveness probe kept from Hipache.
+const PING_HOST: &str = "__ping__";
+
+/// Per-request state kept for the access log and debug headers.
+struct Exchange {
+    start: Instant,
+    time: SystemTime,
+    debug: bool,
+    method: Method,
+    target: String,
+    version: Version,
+    referer: String,
+    user_agent: String,
+}
+
+/// The hyper service function: never fails; every error becomes a page.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let header_text = |name: header::HeaderName| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let ex = Exchange {
+        start: Instant::now(),
+        time: SystemTime::now(),
+        debug: shared.config.debug || req.headers().contains_key(&X_DEBUG),
+        method: req.method().clone(),
+        target: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_owned(),
+        version: req.version(),
+        referer: header_text(header::REFERER),
+        user_agent: header_text(header::USER_AGENT),
+    };
+    match proxy(&shared, &conn, &ex, req).await {
+        Ok(resp) => Ok(resp),
+        Err(e) => Ok(error_response(&shared, &conn, &ex, e, "")),
+    }
+}
+
+async fn proxy(
+    shared: &Arc<Shared>,
+    conn: &ConnInfo,
+    ex: &Exchange,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    // The authority of an absolute-form or HTTP/2 request, else Host.
+    let raw_host = match req.uri().authority() {
+        Some(a) => a.as_str().to_owned(),
+        None => req
+            .headers()
+            .get(header::HOST)
+            .ok_or(ProxyError::NoHost)?
+            .to_str()
+            .map_err(|_| ProxyError::BadRequest("invalid Host header"))?
+            .to_owned(),
+    };
+    let host = hipache_schema::normalize_host(&raw_host)?;
+    if host == PING_HOST {
+        return Ok(ping_response());
+    }
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::BadRequest("CONNECT is not supported"));
+    }
+    if let (Some(limit), Some(len)) = (shared.config.max_body_size, content_length(&req)) {
+        if len > limit {
+            return Err(ProxyError::BodyTooLarge);
+        }
+    }
+    let route = shared
+        .store
+        .lookup(&host, req.uri().path())
+        .await?
+        .ok_or(ProxyError::NoFrontend)?;
+    forward(shared, conn, ex, &host, &route, req).await
+}
+
+/// Sends the request to a live backend, trying others on connection
+/// failures, and relays the answer.
+async fn forward(
+    shared: &Arc<Shared>,
+    conn: &ConnInfo,
+    ex: &Exchange,
+    host: &str,
+    route: &Route,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let count = route.frontend.backends.len();
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last_error = None;
+    let upstream_req = upstream_request(shared, conn, req);
+    let (backend, upstream_conn) = loop {
+        let Some(backend) = upstream::choose(route, &tried) else {
+            return Err(last_error.unwrap_or(ProxyError::NoBackend));
+        };
+        tried.push(backend.position);
+        let Ok(url) = &backend.url else { continue };
+        match shared.pool.acquire(url).await {
+            Ok(c) => break (backend, c),
+            Err(e) => {
+                tracing::warn!(frontend = %route.frontend_host, backend = %url, error = %e, "backend failed");
+                if e.marks_dead() && count > 1 {
+                    shared.store.mark_dead(dead_mark(host, backend, count));
+                }
+                if !e.retryable() || tried.len() > shared.config.retry_on_error as usize {
+                    return Err(e);
+                }
+                last_error = Some(e);
+            }
+        }
+    };
+    let Ok(url) = &backend.url else {
+        return Err(ProxyError::NoBackend);
+    };
+    let backend_start = Instant::now();
+    let (resp, upstream_conn) = send(shared, url, upstream_conn, upstream_req).await.map_err(|e| {
+        tracing::warn!(frontend = %route.frontend_host, backend = %url, error = %e, "backend failed");
+        e
+    })?;
+    let backend_time = backend_start.elapsed();
+    let status = resp.status();
+    if count > 1 && marks_dead(status, resp.headers(), shared.config.dead_backend_on_500) {
+        shared.store.mark_dead(dead_mark(host, backend, count));
+    }
+    let (mut parts, incoming) = resp.into_parts();
+    // Answer in the client's protocol version, whatever the backend spoke.
+    parts.version = ex.version;
+    strip_hop_by_hop(&mut parts.headers);
+    if ex.debug {
+        let h = &mut parts.headers;
+        set(h, &X_DEBUG_BACKEND_URL, &backend.url_text);
+        h.insert(
+            X_DEBUG_BACKEND_ID.clone(),
+            HeaderValue::from(backend.position),
+        );
+        set(h, &X_DEBUG_VHOST, &route.frontend.identifier);
+        set(h, &X_DEBUG_FRONTEND_KEY, &route.frontend_host);
+        set(
+            h,
+            &X_DEBUG_TIME_TOTAL,
+            &format!("{:.3}", ex.start.elapsed().as_secs_f64()),
+        );
+        set(
+            h,
+            &X_DEBUG_TIME_BACKEND,
+            &format!("{:.3}", backend_time.as_secs_f64()),
+        );
+    }
+    let log = shared.access_log.clone().map(|log| {
+        (
+            log,
+            entry(
+                ex,
+                conn,
+                status,
+                0,
+                &route.frontend.identifier,
+                Some(backend_time),
+            ),
+        )
+    });
+    let body = if incoming.is_end_stream() {
+        upstream_conn.release();
+        drop(UpstreamBody::new(incoming, None, log, ex.start));
+        ProxyBody::empty()
+    } else {
+        ProxyBody::Upstream(Box::new(UpstreamBody::new(
+            incoming,
+            Some(upstream_conn),
+            log,
+            ex.start,
+        )))
+    };
+    Ok(Response::from_parts(parts, body))
+}
+
+/// Sends on a pooled connection; one that turns out to be closed before
+/// the request left hands it back, and it goes out on a fresh connection.
+async fn send(
+    shared: &Arc<Shared>,
+    url: &hipache_schema::BackendUrl,
+    mut conn: upstream::pool::Conn,
+    req: Request<upstream::pool::UpstreamBody>,
+) -> Result<(Response<Incoming>, upstream::pool::Conn), ProxyError> {
+    let timeout = shared.config.tcp_timeout;
+    let mut req = req;
+    loop {
+        let sent = conn.sender.try_send_request(req);
+        let result = match timeout {
+            Some(t) => tokio::time::timeout(t, sent)
+                .await
+                .map_err(|_| ProxyError::UpstreamTimeout)?,
+            None => sent.await,
+        };
+        match result {
+            Ok(resp) => return Ok((resp, conn)),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if conn.reused => {
+                    req = unsent;
+                    conn = shared.pool.reconnect(url, conn).await?;
+                }
+                _ => {
+                    let err = e.into_error();
+                    if err.is_body_write_aborted() || is_body_limit(&err) {
+                        return Err(ProxyError::BodyTooLarge);
+                    }
+                    return Err(ProxyError::Upstream(err.to_string()));
+                }
+            },
+        }
+    }
+}
+
+fn is_body_limit(err: &hyper::Error) -> bool {
+    std::error::Error::source(err).is_some_and(|s| {
+        s.downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+    })
+}
+
+/// The request as it goes upstream: origin-form URI, hop-by-hop headers
+/// removed, forwarded headers set, the Host as the client sent it, the body
+/// streamed (with the configured limit).
+fn upstream_request(
+    shared: &Shared,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Request<upstream::pool::UpstreamBody> {
+    let (mut parts, body) = req.into_parts();
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(a) = parts.uri.authority() {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+    }
+    let origin = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    parts.uri = origin.parse().unwrap_or_else(|_| Uri::from_static("/"));
+    parts.version = Version::HTTP_11;
+    strip_hop_by_hop(&mut parts.headers);
+    if !shared.config.http_keep_alive {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Forwarded {
+        client: conn.peer.ip(),
+        proto: if conn.tls { "https" } else { "http" },
+        port: conn.local.port(),
+        trusted: &shared.config.trusted_proxies,
+    }
+    .apply(&mut parts.headers);
+    let body = match shared.config.max_body_size {
+        Some(limit) => http_body_util::Limited::new(body, limit as usize).boxed_unsync(),
+        None => body.map_err(Into::into).boxed_unsync(),
+    };
+    Request::from_parts(parts, body)
+}
+
+/// Hipache's passive health rule for answers: 501-599, but 503 only
+/// without `Retry-After`, and 500 only when `deadBackendOn500` is set.
+pub fn marks_dead(status: StatusCode, headers: &http::HeaderMap, dead_on_500: bool) -> bool {
+    match status.as_u16() {
+        500 => dead_on_500,
+        503 => !headers.contains_key(header::RETRY_AFTER),
+        501..=599 => true,
+        _ => false,
+    }
+}
+
+fn dead_mark(host: &str, backend: &hipache_schema::BackendEntry, count: usize) -> DeadMark {
+    DeadMark {
+        host: host.to_owned(),
+        backend: backend.url_text.clone(),
+        position: backend.position,
+        count,
+    }
+}
+
+fn content_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn ping_response() -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::from(bytes::Bytes::from_static(b"ok")));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp
+}
+
+fn entry(
+    ex: &Exchange,
+    conn: &ConnInfo,
+    status: StatusCode,
+    bytes: u64,
+    identifier: &str,
+    backend: Option<std::time::Duration>,
+) -> Entry {
+    Entry {
+        client: conn.peer.ip().to_canonical(),
+        time: ex.time,
+        method: ex.method.to_string(),
+        target: ex.target.clone(),
+        version: ex.version,
+        status: status.as_u16(),
+        bytes,
+        referer: ex.referer.clone(),
+        user_agent: ex.user_agent.clone(),
+        identifier: identifier.to_owned(),
+        total: ex.start.elapsed(),
+        backend,
+    }
+}
+
+/// The one place errors are logged and rendered.
+fn error_response(
+    shared: &Shared,
+    conn: &ConnInfo,
+    ex: &Exchange,
+    e: ProxyError,
+    identifier: &str,
+) -> Response<ProxyBody> {
+    let status = e.status();
+    match &e {
+        ProxyError::NoHost
+        | ProxyError::BadHost(_)
+        | ProxyError::NoFrontend
+        | ProxyError::BadRequest(_) => {
+            tracing::debug!(peer = %conn.peer, error = %e, "request refused")
+        }
+        _ => {
+            tracing::warn!(peer = %conn.peer, error = %e, status = status.as_u16(), "request failed")
+        }
+    }
+    let mut resp: Response<ProxyBody> = if ex.method == Method::HEAD {
+        let mut r = shared.pages.response::<ProxyBody>(status);
+        *r.body_mut() = ProxyBody::empty();
+        r
+    } else {
+        shared.pages.response(status)
+    };
+    if ex.debug {
+        set(resp.headers_mut(), &X_DEBUG_ERROR, e.reason());
+    }
+    if let Some(log) = &shared.access_log {
+        let bytes = shared.pages.page(status).len() as u64;
+        log.log(entry(
+            ex,
+            conn,
+            status,
+            if ex.method == Method::HEAD { 0 } else { bytes },
+            identifier,
+            None,
+        ));
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passive_health_statuses() {
+        let none = http::HeaderMap::new();
+        let mut retry = http::HeaderMap::new();
+        retry.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        assert!(marks_dead(StatusCode::BAD_GATEWAY, &none, false));
+        assert!(marks_dead(StatusCode::NOT_IMPLEMENTED, &none, false));
+        assert!(marks_dead(StatusCode::SERVICE_UNAVAILABLE, &none, false));
+        assert!(!marks_dead(StatusCode::SERVICE_UNAVAILABLE, &retry, true));
+        assert!(marks_dead(StatusCode::INTERNAL_SERVER_ERROR, &none, true));
+        assert!(!marks_dead(StatusCode::INTERNAL_SERVER_ERROR, &none, false));
+        assert!(!marks_dead(StatusCode::NOT_FOUND, &none, true));
+    }
+}

@@ -1,0 +1,30 @@
+//! `hipache`: a Redis-configured HTTP and WebSocket reverse proxy that
+//! routes every request from Hipache's Redis schema.
+//!
+//! `main.rs` parses the command line, starts tracing and calls
+//! [`Proxy::bind`] then [`Proxy::serve`]; tests drive the same code.
+//!
+//! # Layout
+//! - [`config`]: config.json (both Hipache layouts, JSON or YAML) into one
+//!   validated [`config::Config`].
+//! - [`cli`]: command-line flags and their environment fallbacks.
+//! - [`server`]: listeners, the accept loop and client connections.
+//! - [`routing`]: the route store (Redis or a routes file): host to
+//!   frontend, backends and dead marks.
+//! - [`upstream`]: backend choice, dead marks, the connection pool.
+//! - [`forward`]: one request forwarded: headers, retries, debug headers.
+//! - [`error`]: request errors, their status codes and error pages.
+//! - [`accesslog`]: the nginx-style access log, written off the request path.
+//! - [`shutdown`]: signals and draining.
+
+pub mod accesslog;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod routing;
+pub mod server;
+pub mod shutdown;
+pub mod upstream;
+
+pub use server::Proxy;

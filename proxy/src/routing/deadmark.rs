@@ -1,0 +1,110 @@
+//! Dead marks: what the request path reports when a backend fails, and the
+//! background writer that records them without ever blocking a request.
+
+use std::sync::Arc;
+
+use hipache_schema::keys::{Keys, DEAD_CHANNEL, HCHECKER_FRESH_SECS, HCHECKER_PING};
+use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
+
+/// A backend reported dead by a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadMark {
+    /// The normalised request host: Hipache keyed `dead:` by it.
+    pub host: String,
+    /// The backend element as stored (for the `dead` channel message).
+    pub backend: String,
+    pub position: usize,
+    /// Backends in the frontend.
+    pub count: usize,
+}
+
+/// Marks waiting for the writer; past this they are dropped with a log
+/// line (Redis is too slow or gone, and the next failure will mark again).
+pub const QUEUE: usize = 1024;
+
+/// Starts the Redis writer; returns the sending side.
+pub fn spawn_redis_writer(
+    conn: Arc<super::redis::Connector>,
+    keys: Keys,
+    ttl_secs: u64,
+) -> mpsc::Sender<DeadMark> {
+    let (tx, mut rx) = mpsc::channel::<DeadMark>(QUEUE);
+    tokio::spawn(async move {
+        while let Some(mark) = rx.recv().await {
+            let Some(mut c) = conn.get() else {
+                tracing::warn!(host = %mark.host, backend = %mark.backend, "Redis unavailable: dead mark dropped");
+                continue;
+            };
+            if let Err(e) = write_mark(&mut c, &keys, ttl_secs, &mark).await {
+                tracing::warn!(host = %mark.host, backend = %mark.backend, error = %e, "dead mark not written");
+            }
+        }
+    });
+    tx
+}
+
+/// SADD + EXPIRE + PUBLISH in one MULTI, or only the PUBLISH while an
+/// active health checker keeps `hchecker_ping` fresh.
+async fn write_mark(
+    c: &mut ConnectionManager,
+    keys: &Keys,
+    ttl_secs: u64,
+    mark: &DeadMark,
+) -> redis::RedisResult<()> {
+    let message =
+        hipache_schema::dead::message(&mark.host, &mark.backend, mark.position, mark.count);
+    let ping: Option<String> = redis::cmd("GET").arg(HCHECKER_PING).query_async(c).await?;
+    if checker_is_fresh(ping.as_deref(), unix_now()) {
+        tracing::info!(host = %mark.host, backend = %mark.backend, "backend reported dead (health checker active)");
+        return redis::cmd("PUBLISH")
+            .arg(DEAD_CHANNEL)
+            .arg(&message)
+            .query_async(c)
+            .await;
+    }
+    let dead_key = keys.dead(&mark.host);
+    tracing::info!(host = %mark.host, backend = %mark.backend, position = mark.position, "backend marked dead");
+    redis::pipe()
+        .atomic()
+        .cmd("SADD")
+        .arg(&dead_key)
+        .arg(mark.position)
+        .ignore()
+        .cmd("EXPIRE")
+        .arg(&dead_key)
+        .arg(ttl_secs)
+        .ignore()
+        .cmd("PUBLISH")
+        .arg(DEAD_CHANNEL)
+        .arg(&message)
+        .ignore()
+        .query_async(c)
+        .await
+}
+
+/// Whether `hchecker_ping` (Unix seconds) is younger than Hipache's 30 s.
+pub fn checker_is_fresh(ping: Option<&str>, now: u64) -> bool {
+    ping.and_then(|p| p.trim().parse::<f64>().ok())
+        .is_some_and(|t| t >= 0.0 && (now as f64) - t < HCHECKER_FRESH_SECS as f64)
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checker_freshness() {
+        assert!(checker_is_fresh(Some("1000"), 1010));
+        assert!(!checker_is_fresh(Some("1000"), 1030));
+        assert!(!checker_is_fresh(Some("garbage"), 1000));
+        assert!(!checker_is_fresh(None, 1000));
+    }
+}

@@ -1,0 +1,157 @@
+//! The route store: from a normalised request host (and path) to the
+//! matched frontend, its backends and the dead marks that apply.
+//!
+//! Two stores share one lookup rule ([`resolve`]): Redis (the production
+//! path, read on every request) and a YAML routes file (no Redis at all).
+
+pub mod deadmark;
+mod file;
+mod redis;
+
+use std::sync::Arc;
+
+use hipache_schema::entry::Selection;
+use hipache_schema::{Frontend, PathMatch};
+
+use crate::config::{Config, Driver};
+use crate::error::ProxyError;
+
+pub use deadmark::DeadMark;
+pub use file::FileStore;
+pub use redis::RedisStore;
+
+/// The result of a successful lookup.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The matched frontend host (`a.example.com`, `*.example.com`, `*`).
+    pub frontend_host: String,
+    pub frontend: Arc<Frontend>,
+    /// The path rule whose backends serve this request (`None`: the plain
+    /// entries).
+    pub group: Option<PathMatch>,
+    /// Positions marked dead for this request: the union of
+    /// `dead:<request host>` and `dead:<frontend host>`.
+    pub dead: Vec<usize>,
+}
+
+impl Route {
+    pub fn is_dead(&self, position: usize) -> bool {
+        self.dead.contains(&position)
+    }
+}
+
+/// One candidate as read from the store: the frontend host, its decoded
+/// list (absent or empty: `None`), and its own dead set.
+pub struct Candidate {
+    pub host: String,
+    pub frontend: Option<Arc<Frontend>>,
+    pub dead: Vec<usize>,
+}
+
+/// The lookup rule shared by every store: the first candidate whose list
+/// is non-empty and has backends for this path wins; its dead marks are
+/// unioned with the request host's.
+pub fn resolve(candidates: Vec<Candidate>, request_dead: &[usize], path: &str) -> Option<Route> {
+    for c in candidates {
+        let Some(frontend) = c.frontend else { continue };
+        let group = match frontend.select(path) {
+            Selection::NoMatch => continue,
+            Selection::Group(g) => g.cloned(),
+        };
+        let mut dead = c.dead;
+        for &p in request_dead {
+            if !dead.contains(&p) {
+                dead.push(p);
+            }
+        }
+        return Some(Route {
+            frontend_host: c.host,
+            frontend,
+            group,
+            dead,
+        });
+    }
+    None
+}
+
+/// Where routes come from.
+pub enum RouteStore {
+    Redis(RedisStore),
+    File(FileStore),
+}
+
+impl RouteStore {
+    /// Opens the configured store. Redis that is not reachable yet is not
+    /// an error: the store keeps connecting in the background and requests
+    /// fail fast until it is up.
+    pub async fn open(config: &Config) -> Result<Arc<Self>, String> {
+        Ok(Arc::new(match &config.driver {
+            Driver::Redis { read, write } => {
+                RouteStore::Redis(RedisStore::open(read, write, config)?)
+            }
+            Driver::File(path) => {
+                RouteStore::File(FileStore::open(path.clone(), config.dead_backend_ttl)?)
+            }
+        }))
+    }
+
+    /// Finds the route for a normalised host; `Ok(None)`: no frontend.
+    pub async fn lookup(&self, host: &str, path: &str) -> Result<Option<Route>, ProxyError> {
+        match self {
+            RouteStore::Redis(s) => s.lookup(host, path).await,
+            RouteStore::File(s) => Ok(s.lookup(host, path)),
+        }
+    }
+
+    /// Records a dead backend. Never waits: the write happens in the
+    /// background.
+    pub fn mark_dead(&self, mark: DeadMark) {
+        match self {
+            RouteStore::Redis(s) => s.mark_dead(mark),
+            RouteStore::File(s) => s.mark_dead(mark),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(host: &str, list: &[&str], dead: &[usize]) -> Candidate {
+        Candidate {
+            host: host.into(),
+            frontend: Frontend::decode(list).map(Arc::new),
+            dead: dead.to_vec(),
+        }
+    }
+
+    #[test]
+    fn first_non_empty_wins_and_dead_sets_union() {
+        let r = resolve(
+            vec![
+                cand("a.x.com", &[], &[]),
+                cand("*.x.com", &["w", "http://a", "http://b"], &[0]),
+                cand("*", &["all"], &[]),
+            ],
+            &[1, 0],
+            "/",
+        )
+        .expect("route");
+        assert_eq!(r.frontend_host, "*.x.com");
+        assert_eq!(r.dead, [0, 1]);
+    }
+
+    #[test]
+    fn path_only_frontend_falls_through() {
+        let r = resolve(
+            vec![
+                cand("a.com", &["k8s:x/y", "/api http://a"], &[]),
+                cand("*", &["all", "http://c"], &[]),
+            ],
+            &[],
+            "/web",
+        )
+        .expect("route");
+        assert_eq!(r.frontend_host, "*");
+    }
+}

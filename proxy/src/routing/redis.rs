@@ -1,0 +1,215 @@
+//! The Redis route store: one pipelined round trip per request on a
+//! multiplexed connection, and a separate write connection for dead marks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hipache_schema::{candidates, Frontend, Keys};
+use parking_lot::RwLock;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
+use tokio::sync::mpsc;
+
+use super::{deadmark, resolve, Candidate, DeadMark, Route};
+use crate::config::{Config, RedisUrl};
+use crate::error::ProxyError;
+
+/// How long a request waits for Redis before failing. Redis answers a
+/// lookup in well under a millisecond; past this it is overloaded or gone,
+/// and a request must fail fast rather than hang.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// How long one connection attempt to Redis may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Longest pause between reconnection attempts while Redis is down.
+pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+
+/// A Redis connection that is established in the background and
+/// re-established on failure, so that the proxy starts and keeps serving
+/// (with errors) while Redis is down.
+pub struct Connector {
+    conn: RwLock<Option<ConnectionManager>>,
+}
+
+impl Connector {
+    pub fn start(url: &RedisUrl, role: &'static str) -> Result<Arc<Self>, String> {
+        let client =
+            redis::Client::open(connection_info(url)?).map_err(|e| format!("{role} Redis: {e}"))?;
+        let this = Arc::new(Self {
+            conn: RwLock::new(None),
+        });
+        let weak = Arc::downgrade(&this);
+        let target = url.censored();
+        tokio::spawn(async move {
+            let config = ConnectionManagerConfig::new()
+                .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_max_delay(MAX_RECONNECT_DELAY)
+                .set_number_of_retries(1);
+            let mut delay = Duration::from_millis(50);
+            let mut warned = false;
+            loop {
+                match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
+                    Ok(conn) => {
+                        tracing::info!(redis = %target, role, "connected to Redis");
+                        if let Some(this) = weak.upgrade() {
+                            *this.conn.write() = Some(conn);
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        if !warned {
+                            tracing::warn!(redis = %target, role, error = %e, "cannot connect to Redis; retrying");
+                            warned = true;
+                        }
+                    }
+                }
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+            }
+        });
+        Ok(this)
+    }
+
+    /// A handle on the connection, or `None` while it was never established.
+    pub fn get(&self) -> Option<ConnectionManager> {
+        self.conn.read().clone()
+    }
+}
+
+fn connection_info(url: &RedisUrl) -> Result<redis::ConnectionInfo, String> {
+    let addr = if url.tls {
+        ConnectionAddr::TcpTls {
+            host: url.host.clone(),
+            port: url.port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(url.host.clone(), url.port)
+    };
+    let mut redis = RedisConnectionInfo::default().set_db(url.db);
+    if let Some(user) = &url.username {
+        redis = redis.set_username(user);
+    }
+    if let Some(password) = &url.password {
+        redis = redis.set_password(password);
+    }
+    Ok(addr
+        .into_connection_info()
+        .map_err(|e| e.to_string())?
+        .set_redis_settings(redis))
+}
+
+pub struct RedisStore {
+    read: Arc<Connector>,
+    keys: Keys,
+    marks: mpsc::Sender<DeadMark>,
+}
+
+impl RedisStore {
+    pub fn open(read: &RedisUrl, write: &RedisUrl, config: &Config) -> Result<Self, String> {
+        let read_conn = Connector::start(read, "read")?;
+        let write_conn = if write == read {
+            read_conn.clone()
+        } else {
+            Connector::start(write, "write")?
+        };
+        let keys = Keys::new(read.prefix.clone());
+        let marks = deadmark::spawn_redis_writer(
+            write_conn,
+            Keys::new(write.prefix.clone()),
+            config.dead_backend_ttl.as_secs(),
+        );
+        Ok(Self {
+            read: read_conn,
+            keys,
+            marks,
+        })
+    }
+
+    /// One round trip: `LRANGE` of every candidate frontend and `SMEMBERS`
+    /// of the request host's and every candidate's dead set, pipelined.
+    pub async fn lookup(&self, host: &str, path: &str) -> Result<Option<Route>, ProxyError> {
+        let mut conn = self
+            .read
+            .get()
+            .ok_or_else(|| ProxyError::RoutesUnavailable("not connected".into()))?;
+        let hosts = candidates(host);
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for h in &hosts {
+            pipe.cmd("LRANGE").arg(self.keys.frontend(h)).arg(0).arg(-1);
+        }
+        // The request host's own dead set is hosts[0]'s.
+        for h in &hosts {
+            pipe.cmd("SMEMBERS").arg(self.keys.dead(h));
+        }
+        let replies: Vec<Value> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| ProxyError::RoutesUnavailable(e.to_string()))?;
+        let (lists, deads) = replies.split_at(hosts.len().min(replies.len()));
+        let request_dead = deads.first().map(dead_positions).unwrap_or_default();
+        let cands = hosts
+            .into_iter()
+            .zip(lists.iter().zip(deads))
+            .map(|(h, (list, dead))| Candidate {
+                frontend: decode_list(&h, list),
+                dead: dead_positions(dead),
+                host: h,
+            })
+            .collect();
+        Ok(resolve(cands, &request_dead, path))
+    }
+
+    pub fn mark_dead(&self, mark: DeadMark) {
+        if let Err(e) = self.marks.try_send(mark) {
+            tracing::warn!(error = %e, "dead-mark queue full: mark dropped");
+        }
+    }
+}
+
+/// A `frontend:` reply decoded; anything that is not a list of strings
+/// (a key of another type, a server error) counts as absent, with a log.
+fn decode_list(host: &str, v: &Value) -> Option<Arc<Frontend>> {
+    match v {
+        Value::Array(items) => {
+            let strings: Vec<String> = items.iter().filter_map(value_string).collect();
+            let frontend = Frontend::decode(&strings)?;
+            for b in frontend.backends.iter().filter(|b| b.url.is_err()) {
+                tracing::warn!(frontend = host, backend = %b.raw, "invalid backend URL skipped");
+            }
+            Some(Arc::new(frontend))
+        }
+        Value::Nil => None,
+        other => {
+            tracing::warn!(frontend = host, reply = ?other, "frontend key is not a list; ignored");
+            None
+        }
+    }
+}
+
+fn dead_positions(v: &Value) -> Vec<usize> {
+    match v {
+        Value::Array(items) | Value::Set(items) => items
+            .iter()
+            .filter_map(value_string)
+            .filter_map(|s| s.trim().parse().ok())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn value_string(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}

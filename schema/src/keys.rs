@@ -1,0 +1,76 @@
+//! Key and channel names.
+//!
+//! The driver URL's `#prefix` is glued in front of `frontend:` and `dead:`
+//! keys with no separator (Hipache's behaviour); the `dead` channel and
+//! `hchecker_ping` are never prefixed.
+
+/// Channel on which every dead mark is published.
+pub const DEAD_CHANNEL: &str = "dead";
+
+/// Key an active health checker refreshes with the Unix time every
+/// [`HCHECKER_PING_INTERVAL_SECS`] seconds.
+pub const HCHECKER_PING: &str = "hchecker_ping";
+
+/// How often a health checker writes [`HCHECKER_PING`].
+pub const HCHECKER_PING_INTERVAL_SECS: u64 = 10;
+
+/// While `hchecker_ping` is younger than this, proxies only publish dead
+/// events and leave the `dead:` sets to the checker (Hipache's rule).
+pub const HCHECKER_FRESH_SECS: u64 = 30;
+
+/// Names keys for one key prefix.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `frontend:<host>` (with the prefix); `host` is a normalised host, a
+    /// wildcard `*.<domain>` or `*`.
+    pub fn frontend(&self, host: &str) -> String {
+        format!("{}frontend:{host}", self.prefix)
+    }
+
+    /// `dead:<host>` (with the prefix).
+    pub fn dead(&self, host: &str) -> String {
+        format!("{}dead:{host}", self.prefix)
+    }
+
+    /// The host part of a `frontend:` key, or `None` for another key.
+    pub fn frontend_host<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.prefix.as_str())?
+            .strip_prefix("frontend:")
+    }
+
+    /// The host part of a `dead:` key, or `None` for another key.
+    pub fn dead_host<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.prefix.as_str())?
+            .strip_prefix("dead:")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_is_glued_without_separator() {
+        let k = Keys::new("tenant1");
+        assert_eq!(k.frontend("a.com"), "tenant1frontend:a.com");
+        assert_eq!(k.dead("*.a.com"), "tenant1dead:*.a.com");
+        assert_eq!(k.frontend_host("tenant1frontend:a.com"), Some("a.com"));
+        assert_eq!(k.frontend_host("frontend:a.com"), None);
+        assert_eq!(Keys::default().frontend("*"), "frontend:*");
+        assert_eq!(Keys::default().dead_host("dead:x"), Some("x"));
+    }
+}

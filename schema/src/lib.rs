@@ -1,0 +1,31 @@
+//! The Hipache Redis schema: the contract between the proxy (which reads it
+//! on every request) and the syncer and redis-cli users (who write it).
+//!
+//! Nothing here does I/O. The proxy, the syncer and the tests all name keys,
+//! decode entries and format dead-mark messages through this crate, so the
+//! two sides cannot drift apart.
+//!
+//! # Layout
+//! - [`host`]: request host normalisation and the candidate frontend keys
+//!   (exact, wildcards, catch-all) in lookup order.
+//! - [`keys`]: key and channel names, with the driver's key prefix.
+//! - [`entry`]: a `frontend:` list decoded into an identifier and backends,
+//!   including our path-route extension.
+//! - [`backend`]: a backend URL (`http://host:port`).
+//! - [`path`]: Kubernetes Ingress path matching (Exact, Prefix).
+//! - [`dead`]: `dead:` set members and the `dead` channel message.
+//! - [`routes_file`]: the YAML routes file used when there is no Redis.
+
+pub mod backend;
+pub mod dead;
+pub mod entry;
+pub mod host;
+pub mod keys;
+pub mod path;
+pub mod routes_file;
+
+pub use backend::{BackendUrl, Scheme};
+pub use entry::{BackendEntry, Frontend};
+pub use host::{candidates, normalize_host, HostError};
+pub use keys::Keys;
+pub use path::{PathKind, PathMatch};
