@@ -18,6 +18,16 @@ pub const HCHECKER_PING_INTERVAL_SECS: u64 = 10;
 /// events and leave the `dead:` sets to the checker (Hipache's rule).
 pub const HCHECKER_FRESH_SECS: u64 = 30;
 
+/// Channel on which writers of `tls:` keys publish the host whose
+/// certificate changed, so proxies reload it at once.
+pub const TLS_CHANNEL: &str = "tls";
+
+/// Fields of a `tls:<host>` hash.
+pub const TLS_CERT_FIELD: &str = "cert";
+pub const TLS_KEY_FIELD: &str = "key";
+/// Who wrote the certificate (`k8s:<namespace>/<ingress>` for the syncer).
+pub const TLS_OWNER_FIELD: &str = "owner";
+
 /// Names keys for one key prefix.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Keys {
@@ -44,6 +54,17 @@ impl Keys {
     /// `dead:<host>` (with the prefix).
     pub fn dead(&self, host: &str) -> String {
         format!("{}dead:{host}", self.prefix)
+    }
+
+    /// `tls:<host>` (with the prefix): a hash holding a PEM certificate
+    /// chain and key for SNI; `host` may be a wildcard `*.<domain>`.
+    pub fn tls(&self, host: &str) -> String {
+        format!("{}tls:{host}", self.prefix)
+    }
+
+    /// The host part of a `tls:` key, or `None` for another key.
+    pub fn tls_host<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.prefix.as_str())?.strip_prefix("tls:")
     }
 
     /// The host part of a `frontend:` key, or `None` for another key.
