@@ -104,6 +104,10 @@ impl Sink {
 }
 
 fn open_append(path: &PathBuf) -> std::io::Result<std::io::BufWriter<std::fs::File>> {
+    // Hipache's default lives in /var/log/hipache/: create the folder.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -143,9 +147,9 @@ async fn write_loop(mut sink: Sink, mut rx: mpsc::Receiver<Entry>) {
 /// Formats one line (with its newline) into `out`.
 pub fn format_entry(out: &mut Vec<u8>, e: &Entry) {
     let t = OffsetDateTime::from(e.time);
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "{} - - [{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000] \"{} {} {:?}\" {} {} \"{}\" \"{}\" \"{}\" {:.3} {}\n",
+        "{} - - [{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000] \"{} {} {:?}\" {} {} \"{}\" \"{}\" \"{}\" {:.3} {}",
         e.client,
         t.day(),
         month(t.month()),

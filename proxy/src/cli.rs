@@ -55,7 +55,7 @@ pub struct Args {
     pub workers: Option<usize>,
 
     /// Format of the process's own logs (not the access log).
-    #[arg(long, env = "HIPACHE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = "HIPACHE_LOG_FORMAT", value_enum, ignore_case = true, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 

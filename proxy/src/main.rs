@@ -20,6 +20,9 @@ fn main() -> ExitCode {
         print!("{}", config::dry_run_output(&loaded.config));
         return ExitCode::SUCCESS;
     }
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
     match &loaded.path {
         Some(path) => tracing::info!(path = %path.display(), "configuration loaded"),
         None => tracing::info!("no config file found: using built-in defaults"),
