@@ -78,6 +78,7 @@ const SERVER: &[&str] = &[
     "routeCache",
     "drainTimeout",
     "memoryLimit",
+    "tunnelIdleTimeout",
 ];
 
 /// Listener keys of the 0.3 layout, under `server`.
@@ -388,6 +389,11 @@ impl Builder<'_> {
                     ),
                 ),
             },
+        }
+        if let Some(v) = s.get("tunnelIdleTimeout") {
+            if let Some(d) = raw::seconds(ctx, &s.key("tunnelIdleTimeout"), v) {
+                cfg.tunnel_idle_timeout = (!d.is_zero()).then_some(d);
+            }
         }
         if let Some(v) = s.get("drainTimeout") {
             if let Some(d) = raw::seconds(ctx, &s.key("drainTimeout"), v) {

@@ -42,6 +42,9 @@ pub struct Config {
     pub dead_backend_ttl: Duration,
     /// Client idle timeout and upstream response timeout; `None` disables.
     pub tcp_timeout: Option<Duration>,
+    /// A WebSocket (or other upgraded) tunnel with no data either way for
+    /// this long is closed; `None`: never (the default).
+    pub tunnel_idle_timeout: Option<Duration>,
     /// Upstream connect timeout; `None` disables.
     pub connect_timeout: Option<Duration>,
     pub retry_on_error: u32,
@@ -155,6 +158,7 @@ impl Default for Config {
             max_sockets: defaults::MAX_SOCKETS,
             dead_backend_ttl: defaults::DEAD_BACKEND_TTL,
             tcp_timeout: Some(defaults::TCP_TIMEOUT),
+            tunnel_idle_timeout: None,
             connect_timeout: Some(defaults::CONNECT_TIMEOUT),
             retry_on_error: defaults::RETRY_ON_ERROR,
             dead_backend_on_500: defaults::DEAD_BACKEND_ON_500,
@@ -448,6 +452,7 @@ impl Config {
                 "maxSockets": self.max_sockets,
                 "deadBackendTTL": build::seconds_json(self.dead_backend_ttl),
                 "tcpTimeout": opt_secs(self.tcp_timeout),
+                "tunnelIdleTimeout": opt_secs(self.tunnel_idle_timeout),
                 "connectTimeout": opt_secs(self.connect_timeout),
                 "retryOnError": self.retry_on_error,
                 "deadBackendOn500": self.dead_backend_on_500,

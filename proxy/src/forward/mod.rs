@@ -4,11 +4,12 @@
 
 pub mod body;
 pub mod headers;
+pub mod upgrade;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
@@ -136,12 +137,14 @@ async fn forward(
     ex: &Exchange,
     host: &str,
     route: &Route,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let count = route.frontend.backends.len();
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error = None;
-    let upstream_req = upstream_request(shared, conn, req);
+    let upgrade = upgrade::requested(req.headers());
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    let upstream_req = upstream_request(shared, conn, req, upgrade);
     let (backend, upstream_conn) = loop {
         let Some(backend) = upstream::choose(route, &tried) else {
             return Err(last_error.unwrap_or(ProxyError::NoBackend));
@@ -175,9 +178,17 @@ async fn forward(
     if count > 1 && marks_dead(status, resp.headers(), shared.config.dead_backend_on_500) {
         shared.store.mark_dead(dead_mark(host, backend, count));
     }
+    let mut resp = resp;
+    let tunnel = match client_upgrade {
+        Some(client) if status == StatusCode::SWITCHING_PROTOCOLS => {
+            Some((client, hyper::upgrade::on(&mut resp)))
+        }
+        _ => None,
+    };
     let (mut parts, incoming) = resp.into_parts();
     // Answer in the client's protocol version, whatever the backend spoke.
     parts.version = ex.version;
+    let switched = parts.headers.get(header::UPGRADE).cloned();
     strip_hop_by_hop(&mut parts.headers);
     if ex.debug {
         let h = &mut parts.headers;
@@ -212,6 +223,23 @@ async fn forward(
             ),
         )
     });
+    if let Some((client, backend_side)) = tunnel {
+        // The backend connection now belongs to the tunnel, outside the pool.
+        drop(upstream_conn);
+        if let Some(v) = switched {
+            upgrade::restore(&mut parts.headers, v);
+        }
+        let idle = shared.config.tunnel_idle_timeout;
+        tokio::spawn(async move {
+            let stats = upgrade::tunnel(client, backend_side, idle).await;
+            if let Some((log, mut e)) = log {
+                e.bytes = stats.to_client;
+                e.total = e.time.elapsed().unwrap_or(Duration::ZERO);
+                log.log(e);
+            }
+        });
+        return Ok(Response::from_parts(parts, ProxyBody::empty()));
+    }
     let body = if incoming.is_end_stream() {
         upstream_conn.release();
         drop(UpstreamBody::new(incoming, None, log, ex.start));
@@ -278,6 +306,7 @@ fn upstream_request(
     shared: &Shared,
     conn: &ConnInfo,
     req: Request<Incoming>,
+    upgrade: Option<HeaderValue>,
 ) -> Request<upstream::pool::UpstreamBody> {
     let (mut parts, body) = req.into_parts();
     if !parts.headers.contains_key(header::HOST) {
@@ -295,7 +324,9 @@ fn upstream_request(
     parts.uri = origin.parse().unwrap_or_else(|_| Uri::from_static("/"));
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
-    if !shared.config.http_keep_alive {
+    if let Some(u) = upgrade {
+        upgrade::restore(&mut parts.headers, u);
+    } else if !shared.config.http_keep_alive {
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
