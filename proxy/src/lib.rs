@@ -15,6 +15,8 @@
 //! - [`forward`]: one request forwarded: headers, retries, debug headers.
 //! - [`error`]: request errors, their status codes and error pages.
 //! - [`accesslog`]: the nginx-style access log, written off the request path.
+//! - [`tls`]: rustls: SNI certificates (directory and Redis, reloaded),
+//!   listener and backend TLS configurations.
 //! - [`shutdown`]: signals and draining.
 
 pub mod accesslog;
@@ -25,6 +27,7 @@ pub mod forward;
 pub mod routing;
 pub mod server;
 pub mod shutdown;
+pub mod tls;
 pub mod upstream;
 
 pub use server::Proxy;

@@ -21,6 +21,7 @@ pub mod client;
 pub mod proxy;
 pub mod redis;
 pub mod wait;
+pub mod ws;
 
 use std::net::{SocketAddr, TcpListener};
 

@@ -27,7 +27,9 @@ pub fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    connection_says_upgrade.then(|| headers.get(header::UPGRADE).cloned()).flatten()
+    connection_says_upgrade
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
 }
 
 /// Puts the upgrade headers back on a request after hop-by-hop removal.
@@ -45,7 +47,11 @@ pub struct TunnelStats {
 
 /// Pipes the two upgraded connections until either side closes, or until
 /// `idle_timeout` passes with no byte in either direction.
-pub async fn tunnel(client: OnUpgrade, backend: OnUpgrade, idle_timeout: Option<Duration>) -> TunnelStats {
+pub async fn tunnel(
+    client: OnUpgrade,
+    backend: OnUpgrade,
+    idle_timeout: Option<Duration>,
+) -> TunnelStats {
     let (client, backend) = match tokio::try_join!(client, backend) {
         Ok(pair) => pair,
         Err(e) => {
@@ -55,8 +61,16 @@ pub async fn tunnel(client: OnUpgrade, backend: OnUpgrade, idle_timeout: Option<
     };
     let start = Instant::now();
     let activity = Arc::new(AtomicU64::new(0));
-    let mut client = Activity { io: TokioIo::new(client), start, last: activity.clone() };
-    let mut backend = Activity { io: TokioIo::new(backend), start, last: activity.clone() };
+    let mut client = Activity {
+        io: TokioIo::new(client),
+        start,
+        last: activity.clone(),
+    };
+    let mut backend = Activity {
+        io: TokioIo::new(backend),
+        start,
+        last: activity.clone(),
+    };
     let copy = tokio::io::copy_bidirectional(&mut client, &mut backend);
     let result = match idle_timeout {
         None => copy.await,
@@ -78,7 +92,10 @@ pub async fn tunnel(client: OnUpgrade, backend: OnUpgrade, idle_timeout: Option<
         }
     };
     match result {
-        Ok((to_backend, to_client)) => TunnelStats { to_client, to_backend },
+        Ok((to_backend, to_client)) => TunnelStats {
+            to_client,
+            to_backend,
+        },
         Err(e) => {
             tracing::debug!(error = %e, "tunnel ended with an error");
             TunnelStats::default()
@@ -96,12 +113,17 @@ struct Activity<T> {
 
 impl<T> Activity<T> {
     fn touch(&self) {
-        self.last.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Activity<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let r = Pin::new(&mut this.io).poll_read(cx, buf);
@@ -113,7 +135,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Activity<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Activity<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write(cx, data)
     }
 
@@ -133,7 +159,10 @@ mod tests {
     #[test]
     fn detects_upgrade_requests() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         assert_eq!(requested(&h).expect("upgrade"), "websocket");
         h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));

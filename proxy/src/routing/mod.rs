@@ -6,7 +6,7 @@
 
 pub mod deadmark;
 mod file;
-mod redis;
+pub(crate) mod redis;
 
 use std::sync::Arc;
 
@@ -74,6 +74,10 @@ pub fn resolve(candidates: Vec<Candidate>, request_dead: &[usize], path: &str) -
     None
 }
 
+/// How long startup waits for the first Redis connection before serving
+/// anyway (with 503s until Redis is reachable).
+pub const STARTUP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where routes come from.
 pub enum RouteStore {
     Redis(RedisStore),
@@ -87,7 +91,13 @@ impl RouteStore {
     pub async fn open(config: &Config) -> Result<Arc<Self>, String> {
         Ok(Arc::new(match &config.driver {
             Driver::Redis { read, write } => {
-                RouteStore::Redis(RedisStore::open(read, write, config)?)
+                let store = RedisStore::open(read, write, config)?;
+                if !store.wait_connected(STARTUP_WAIT).await {
+                    tracing::warn!(
+                        "Redis not reachable yet: starting anyway; requests fail fast until it is"
+                    );
+                }
+                RouteStore::Redis(store)
             }
             Driver::File(path) => {
                 RouteStore::File(FileStore::open(path.clone(), config.dead_backend_ttl)?)

@@ -30,6 +30,7 @@ pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
 /// (with errors) while Redis is down.
 pub struct Connector {
     conn: RwLock<Option<ConnectionManager>>,
+    connected: tokio::sync::watch::Sender<bool>,
 }
 
 impl Connector {
@@ -38,6 +39,7 @@ impl Connector {
             redis::Client::open(connection_info(url)?).map_err(|e| format!("{role} Redis: {e}"))?;
         let this = Arc::new(Self {
             conn: RwLock::new(None),
+            connected: tokio::sync::watch::Sender::new(false),
         });
         let weak = Arc::downgrade(&this);
         let target = url.censored();
@@ -55,6 +57,7 @@ impl Connector {
                         tracing::info!(redis = %target, role, "connected to Redis");
                         if let Some(this) = weak.upgrade() {
                             *this.conn.write() = Some(conn);
+                            this.connected.send_replace(true);
                         }
                         return;
                     }
@@ -75,13 +78,22 @@ impl Connector {
         Ok(this)
     }
 
+    /// Waits until the first connection is established, for at most
+    /// `timeout`; true when connected.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let mut rx = self.connected.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|c| *c))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// A handle on the connection, or `None` while it was never established.
     pub fn get(&self) -> Option<ConnectionManager> {
         self.conn.read().clone()
     }
 }
 
-fn connection_info(url: &RedisUrl) -> Result<redis::ConnectionInfo, String> {
+pub(crate) fn connection_info(url: &RedisUrl) -> Result<redis::ConnectionInfo, String> {
     let addr = if url.tls {
         ConnectionAddr::TcpTls {
             host: url.host.clone(),
@@ -120,6 +132,7 @@ impl RedisStore {
             Connector::start(write, "write")?
         };
         let keys = Keys::new(read.prefix.clone());
+
         let marks = deadmark::spawn_redis_writer(
             write_conn,
             Keys::new(write.prefix.clone()),
@@ -165,6 +178,11 @@ impl RedisStore {
             })
             .collect();
         Ok(resolve(cands, &request_dead, path))
+    }
+
+    /// Waits for the read connection (see [`Connector::wait_connected`]).
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        self.read.wait_connected(timeout).await
     }
 
     pub fn mark_dead(&self, mark: DeadMark) {

@@ -1,0 +1,348 @@
+//! Certificates from Redis: `tls:<host>` hashes (`cert`, `key`: PEM),
+//! with the driver's key prefix. All are loaded at start (SCAN), one host
+//! is reloaded when its name is published on the `tls` channel (a separate
+//! pub/sub connection), and everything is rescanned every
+//! [`RESCAN_INTERVAL`] to repair missed messages and a lost subscription.
+//!
+//! The name served is the key's host (an exact name or `*.<domain>`), not
+//! the certificate's SAN: that is what the writer (the syncer, from an
+//! Ingress's `tls.hosts`) asked for. A hash that does not load is logged
+//! and skipped, and the certificate loaded before for that host keeps
+//! serving; a deleted hash removes the host.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use hipache_schema::keys::{TLS_CERT_FIELD, TLS_CHANNEL, TLS_KEY_FIELD};
+use hipache_schema::Keys;
+use parking_lot::Mutex;
+use redis::aio::ConnectionManager;
+use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
+
+use super::certs;
+use super::store::{normalize, CertStore, Names, Source};
+use crate::config::RedisUrl;
+use crate::routing::redis::{connection_info, Connector};
+
+/// Full rescan period: how long a missed `tls` message can go unnoticed.
+pub const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Pause before re-subscribing after the pub/sub connection failed.
+const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(2);
+
+/// Keys asked per SCAN step.
+const SCAN_COUNT: usize = 200;
+
+/// A loaded host: a hash of its `cert` and `key` fields (to skip parsing
+/// unchanged ones on a rescan) and the certificate.
+type Loaded = HashMap<String, (u64, Arc<CertifiedKey>)>;
+
+struct RedisCerts {
+    store: Weak<CertStore>,
+    conn: Arc<Connector>,
+    keys: Keys,
+    provider: Arc<CryptoProvider>,
+    loaded: Mutex<Loaded>,
+    /// Hosts whose current hash failed to load, with its fingerprint (so
+    /// a rescan logs it once, not every time).
+    bad: Mutex<HashMap<String, u64>>,
+}
+
+/// Starts the Redis certificate source for `url` (the driver's read URL):
+/// connections, the initial load, the subscription and the rescans, all in
+/// the background until `store` is dropped.
+pub fn spawn(
+    url: &RedisUrl,
+    store: &Arc<CertStore>,
+    provider: Arc<CryptoProvider>,
+) -> Result<(), String> {
+    let client = redis::Client::open(connection_info(url)?).map_err(|e| format!("tls Redis: {e}"))?;
+    let conn = Connector::start(url, "tls")?;
+    let this = Arc::new(RedisCerts {
+        store: Arc::downgrade(store),
+        conn,
+        keys: Keys::new(url.prefix.clone()),
+        provider,
+        loaded: Mutex::default(),
+        bad: Mutex::default(),
+    });
+    let target = url.censored();
+    tokio::spawn(this.clone().rescans());
+    tokio::spawn(this.subscription(client, target));
+    Ok(())
+}
+
+impl RedisCerts {
+    fn alive(&self) -> bool {
+        self.store.strong_count() > 0
+    }
+
+    /// A full scan now (as soon as Redis is reachable) and every
+    /// [`RESCAN_INTERVAL`].
+    async fn rescans(self: Arc<Self>) {
+        let mut delay = Duration::from_millis(50);
+        let mut done_once = false;
+        while self.alive() {
+            match self.full_scan().await {
+                Ok(()) => {
+                    done_once = true;
+                    tokio::time::sleep(RESCAN_INTERVAL).await;
+                }
+                Err(e) => {
+                    if done_once {
+                        tracing::warn!(error = %e, "TLS certificates: Redis rescan failed; keeping the loaded ones");
+                        tokio::time::sleep(RESCAN_INTERVAL).await;
+                    } else {
+                        // Not connected yet: the first load comes as soon as it is.
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(RESUBSCRIBE_DELAY);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Subscribes to `tls` and reloads each published host; re-subscribes
+    /// (and rescans, for what was missed meanwhile) after a failure.
+    async fn subscription(self: Arc<Self>, client: redis::Client, target: String) {
+        let mut warned = false;
+        let mut first = true;
+        while self.alive() {
+            let pubsub = async {
+                let mut p = client.get_async_pubsub().await?;
+                p.subscribe(TLS_CHANNEL).await?;
+                Ok::<_, redis::RedisError>(p)
+            };
+            let pubsub = match tokio::time::timeout(Duration::from_secs(5), pubsub).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    if !warned {
+                        tracing::warn!(redis = %target, error = %e, "TLS certificates: cannot subscribe to the tls channel; retrying");
+                        warned = true;
+                    }
+                    tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+                    continue;
+                }
+                Err(_) => {
+                    tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+                    continue;
+                }
+            };
+            tracing::debug!(redis = %target, "TLS certificates: subscribed to the tls channel");
+            warned = false;
+            if !first {
+                // Messages may have been missed while unsubscribed.
+                if let Err(e) = self.full_scan().await {
+                    tracing::debug!(error = %e, "TLS certificates: rescan after re-subscribing failed");
+                }
+            }
+            first = false;
+            let mut messages = pubsub.into_on_message();
+            loop {
+                let msg = tokio::select! {
+                    m = messages.next() => m,
+                    _ = tokio::time::sleep(RESCAN_INTERVAL) => {
+                        if self.alive() { continue } else { return }
+                    }
+                };
+                let Some(msg) = msg else { break };
+                let payload = String::from_utf8_lossy(msg.get_payload_bytes()).into_owned();
+                let Some(host) = normalize(payload.trim()).map(|h| h.into_owned()) else {
+                    continue;
+                };
+                if let Err(e) = self.reload_host(&host).await {
+                    tracing::warn!(host = %host, error = %e, "TLS certificates: reload from Redis failed");
+                }
+            }
+            tracing::debug!(redis = %target, "TLS certificates: tls channel subscription lost; re-subscribing");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn conn(&self) -> Result<ConnectionManager, String> {
+        self.conn.get().ok_or_else(|| "not connected".to_owned())
+    }
+
+    /// Re-reads one `tls:<host>` hash.
+    async fn reload_host(&self, host: &str) -> Result<(), String> {
+        let mut conn = self.conn()?;
+        let (cert, key): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::cmd("HMGET")
+            .arg(self.keys.tls(host))
+            .arg(TLS_CERT_FIELD)
+            .arg(TLS_KEY_FIELD)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(store) = self.store.upgrade() else {
+            return Ok(());
+        };
+        match (cert, key) {
+            (Some(cert), Some(key)) => {
+                if let Some(c) = self.load(host, &cert, &key) {
+                    store.set(Source::Redis, host, Some(c));
+                }
+            }
+            (None, None) => {
+                if self.loaded.lock().remove(host).is_some() {
+                    tracing::info!(host, "TLS certificate removed (Redis)");
+                }
+                self.bad.lock().remove(host);
+                store.set(Source::Redis, host, None);
+            }
+            _ => self.skip(host, 0, "the hash needs both `cert` and `key`"),
+        }
+        Ok(())
+    }
+
+    /// SCANs every `tls:` key and replaces the whole Redis source.
+    async fn full_scan(&self) -> Result<(), String> {
+        let mut conn = self.conn()?;
+        let pattern = format!("{}tls:*", glob_escape(self.keys.prefix()));
+        let mut cursor: u64 = 0;
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut fresh = Names::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            let hosts: Vec<(String, String)> = batch
+                .into_iter()
+                .filter_map(|k| {
+                    let host = normalize(self.keys.tls_host(&k)?)?.into_owned();
+                    seen.insert(host.clone()).then_some((k, host))
+                })
+                .collect();
+            if !hosts.is_empty() {
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors();
+                for (k, _) in &hosts {
+                    pipe.cmd("HMGET").arg(k).arg(TLS_CERT_FIELD).arg(TLS_KEY_FIELD);
+                }
+                let replies: Vec<redis::Value> = pipe
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for ((_, host), reply) in hosts.iter().zip(replies) {
+                    let fields: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> =
+                        redis::from_redis_value(reply).ok();
+                    match fields {
+                        Some((Some(cert), Some(key))) => {
+                            if let Some(c) = self.load(host, &cert, &key) {
+                                fresh.insert(host.clone(), c);
+                            }
+                        }
+                        // Not a hash, or one field missing.
+                        _ => self.skip(host, 0, "not a hash with both `cert` and `key`"),
+                    }
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        let Some(store) = self.store.upgrade() else {
+            return Ok(());
+        };
+        {
+            let mut loaded = self.loaded.lock();
+            let gone: Vec<String> = loaded
+                .keys()
+                .filter(|h| !seen.contains(*h))
+                .cloned()
+                .collect();
+            for h in gone {
+                loaded.remove(&h);
+                tracing::info!(host = %h, "TLS certificate removed (Redis)");
+            }
+            // A bad hash keeps the host's previous certificate.
+            for (h, (_, c)) in loaded.iter() {
+                fresh.entry(h.clone()).or_insert_with(|| c.clone());
+            }
+            self.bad.lock().retain(|h, _| seen.contains(h));
+        }
+        store.replace(Source::Redis, fresh);
+        Ok(())
+    }
+
+    /// Parses a hash's fields (unless unchanged since the last load); the
+    /// certificate to serve for `host`, or `None` when it does not load
+    /// and nothing was loaded before.
+    fn load(&self, host: &str, cert: &[u8], key: &[u8]) -> Option<Arc<CertifiedKey>> {
+        let fp = fingerprint(cert, key);
+        if let Some((old_fp, c)) = self.loaded.lock().get(host) {
+            if *old_fp == fp {
+                return Some(c.clone());
+            }
+        }
+        if self.bad.lock().get(host) == Some(&fp) {
+            return self.loaded.lock().get(host).map(|(_, c)| c.clone());
+        }
+        match certs::load(cert, key, &self.provider) {
+            Ok(l) => {
+                tracing::info!(host, san = ?l.names, "TLS certificate loaded (Redis)");
+                self.bad.lock().remove(host);
+                self.loaded
+                    .lock()
+                    .insert(host.to_owned(), (fp, l.key.clone()));
+                Some(l.key)
+            }
+            Err(e) => {
+                self.skip(host, fp, &e.to_string());
+                self.loaded.lock().get(host).map(|(_, c)| c.clone())
+            }
+        }
+    }
+
+    fn skip(&self, host: &str, fp: u64, why: &str) {
+        if self.bad.lock().insert(host.to_owned(), fp) == Some(fp) {
+            return;
+        }
+        let kept = if self.loaded.lock().contains_key(host) {
+            "; the previous certificate keeps serving"
+        } else {
+            ""
+        };
+        tracing::warn!(host, key = %self.keys.tls(host), error = why, "TLS certificate in Redis skipped{kept}");
+    }
+}
+
+fn fingerprint(cert: &[u8], key: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    cert.hash(&mut h);
+    key.hash(&mut h);
+    h.finish()
+}
+
+/// A key prefix made literal for `SCAN MATCH`.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_glob_characters() {
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+        assert_eq!(glob_escape("tenant1"), "tenant1");
+    }
+}
