@@ -1,4 +1,10 @@
 //! Listeners, the accept loop and client connections.
+//!
+//! Plain and TLS listeners share one accept loop: a TLS listener carries a
+//! `TlsAcceptor`, and each of its connections is handshaken in its own
+//! task (bounded by `tlsHandshakeTimeout`) before it is served exactly as a
+//! plain one, by hyper-util's auto builder (HTTP/2 when the client speaks
+//! it: ALPN `h2` or prior knowledge, HTTP/1.1 otherwise).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,14 +14,17 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use crate::accesslog::AccessLog;
-use crate::config::Config;
+use crate::config::{Config, Driver};
 use crate::error::ErrorPages;
 use crate::forward::{self, ConnInfo, Shared};
 use crate::routing::RouteStore;
+use crate::tls;
 use crate::upstream::{Pool, PoolConfig};
 
 /// Pending connections the kernel queues per listener.
@@ -28,8 +37,17 @@ pub const POOL_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A proxy with its listeners bound and its route store open.
 pub struct Proxy {
     shared: Arc<Shared>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     http_addrs: Vec<SocketAddr>,
+    https_addrs: Vec<SocketAddr>,
+    /// The SNI store, kept alive here (its reload tasks stop when dropped).
+    _certs: Option<Arc<tls::CertStore>>,
+}
+
+/// A bound socket; TLS ones carry their acceptor.
+struct Listener {
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +61,14 @@ pub enum StartError {
     Routes(String),
     #[error("access log: {0}")]
     AccessLog(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl Proxy {
     /// Binds every configured listener and opens the route store. Must be
     /// called inside a tokio runtime.
-    pub async fn bind(config: Config) -> Result<Self, StartError> {
+    pub async fn bind(mut config: Config) -> Result<Self, StartError> {
         let mut listeners = Vec::new();
         let mut http_addrs = Vec::new();
         for &addr in &config.http {
@@ -57,7 +77,16 @@ impl Proxy {
                 l.local_addr()
                     .map_err(|source| StartError::Bind { addr, source })?,
             );
-            listeners.push(l);
+            listeners.push(Listener { tcp: l, tls: None });
+        }
+        let (certs, https_addrs) = bind_https(&mut config, &mut listeners)?;
+        let backend_tls =
+            tls::client_config(config.backend_ca.as_deref(), config.backend_tls_verify)
+                .map_err(|e| StartError::Tls(format!("server.backendCa: {e}")))?;
+        if !config.backend_tls_verify {
+            tracing::warn!(
+                "server.backendTlsVerify is false: https:// backends are not authenticated"
+            );
         }
         let store = RouteStore::open(&config)
             .await
@@ -71,6 +100,7 @@ impl Proxy {
             connect_timeout: config.connect_timeout,
             queue_timeout: POOL_QUEUE_TIMEOUT,
             keep_alive: config.http_keep_alive,
+            tls: backend_tls,
         });
         let pages = ErrorPages::new(config.static_dir.clone());
         let shared = Arc::new(Shared {
@@ -84,12 +114,20 @@ impl Proxy {
             shared,
             listeners,
             http_addrs,
+            https_addrs,
+            _certs: certs,
         })
     }
 
     /// The bound plain-HTTP addresses (with real ports when 0 was asked).
     pub fn http_addrs(&self) -> &[SocketAddr] {
         &self.http_addrs
+    }
+
+    /// The bound HTTPS addresses (with real ports when 0 was asked), in
+    /// the order of the configuration.
+    pub fn https_addrs(&self) -> &[SocketAddr] {
+        &self.https_addrs
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets
@@ -103,7 +141,12 @@ impl Proxy {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut accepts = Vec::new();
         for listener in self.listeners {
-            tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening (http)");
+            let kind = if listener.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            tracing::info!(address = %listener.tcp.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening ({kind})");
             accepts.push(tokio::spawn(accept_loop(
                 listener,
                 self.shared.clone(),
@@ -146,13 +189,59 @@ fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// Binds every HTTPS listener and builds its TLS configuration; starts the
+/// SNI certificate sources (directory, Redis) when there is one. Each
+/// listener's address in `config` becomes the bound one, so that the rest
+/// of the proxy (the HTTPS redirect) sees real ports.
+fn bind_https(
+    config: &mut Config,
+    listeners: &mut Vec<Listener>,
+) -> Result<(Option<Arc<tls::CertStore>>, Vec<SocketAddr>), StartError> {
+    if config.https.is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    let store = tls::CertStore::new();
+    if let Some(dir) = &config.tls_dir {
+        tls::dir::DirSource::new(dir.clone(), tls::provider()).spawn(&store);
+    }
+    if let Driver::Redis { read, .. } = &config.driver {
+        tls::redis::spawn(read, &store, tls::provider()).map_err(StartError::Tls)?;
+    }
+    let mut addrs = Vec::new();
+    for l in &mut config.https {
+        let addr = l.address;
+        let default = tls::load_default(&l.cert, &l.key, &l.ca).map_err(|e| {
+            StartError::Tls(format!(
+                "listener {addr} ({}, {}): {e}",
+                l.cert.display(),
+                l.key.display()
+            ))
+        })?;
+        let tcp = listen(addr).map_err(|source| StartError::Bind { addr, source })?;
+        let bound = tcp
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let resolver = tls::Resolver::new(store.clone(), Some(default), bound.to_string());
+        let server = tls::server_config(Arc::new(resolver))
+            .map_err(|e| StartError::Tls(format!("listener {addr}: {e}")))?;
+        l.address = bound;
+        addrs.push(bound);
+        listeners.push(Listener {
+            tcp,
+            tls: Some(TlsAcceptor::from(server)),
+        });
+    }
+    Ok((Some(store), addrs))
+}
+
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Listener,
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     graceful: Arc<GracefulShutdown>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let Listener { tcp: listener, tls } = listener;
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -171,20 +260,76 @@ async fn accept_loop(
         let info = ConnInfo {
             peer,
             local,
-            tls: false,
+            tls: tls.is_some(),
         };
-        let shared = shared.clone();
-        let service = service_fn(move |req| forward::handle(shared.clone(), info, req));
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(peer = %peer, error = %e, "client connection ended with an error");
+        // Taken before a TLS handshake, so that a drain waits for it too.
+        let watcher = graceful.watcher();
+        match &tls {
+            None => serve_connection(stream, info, shared.clone(), &builder, watcher),
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let shared = shared.clone();
+                let builder = builder.clone();
+                tokio::spawn(async move {
+                    let timeout = shared.config.tls_handshake_timeout;
+                    if let Some(stream) = tls_handshake(&acceptor, stream, peer, timeout).await {
+                        serve_connection(stream, info, shared, &builder, watcher);
+                    }
+                });
             }
-        });
+        }
     }
+}
+
+/// The server side of a TLS handshake, bounded by `timeout`; failures
+/// (scanners, old clients, timeouts) are expected, hence debug.
+async fn tls_handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    timeout: Option<Duration>,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let accept = acceptor.accept(stream);
+    let result = match timeout {
+        Some(t) => match tokio::time::timeout(t, accept).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::debug!(peer = %peer, timeout = ?t, "TLS handshake timed out");
+                return None;
+            }
+        },
+        None => accept.await,
+    };
+    match result {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+            None
+        }
+    }
+}
+
+/// Serves one client connection (plain or TLS) in its own task.
+fn serve_connection<S>(
+    stream: S,
+    info: ConnInfo,
+    shared: Arc<Shared>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = info.peer;
+    let service = service_fn(move |req| forward::handle(shared.clone(), info, req));
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .into_owned();
+    let conn = watcher.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(peer = %peer, error = %e, "client connection ended with an error");
+        }
+    });
 }
 
 /// A listening socket with `SO_REUSEADDR`, IPv6 sockets IPv6-only (so

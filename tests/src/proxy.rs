@@ -54,6 +54,8 @@ pub fn parse_config(text: &str) -> hipache::config::Config {
 /// The proxy running inside the test process, serving until dropped.
 pub struct TestProxy {
     addr: SocketAddr,
+    /// The HTTPS listeners (an `https` section in the config), in order.
+    https: Vec<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -77,6 +79,7 @@ impl TestProxy {
             .http_addrs()
             .first()
             .expect("the proxy reports its bound HTTP address");
+        let https = proxy.https_addrs().to_vec();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async move {
@@ -88,6 +91,7 @@ impl TestProxy {
         });
         TestProxy {
             addr,
+            https,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -101,6 +105,15 @@ impl TestProxy {
     /// The proxy's listening port (what `X-Forwarded-Port` must say).
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// The first HTTPS listener's address (the config needs an `https`
+    /// section, e.g. `{"bind": ["127.0.0.1"], "port": 0, "key": .., "cert": ..}`).
+    pub fn https_addr(&self) -> SocketAddr {
+        *self
+            .https
+            .first()
+            .expect("the proxy config has an HTTPS listener")
     }
 
     /// Triggers shutdown and waits (bounded) for `serve` to return.

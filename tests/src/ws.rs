@@ -5,21 +5,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
-use parking_lot_free::Mutex;
+use std::sync::Mutex;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 
-mod parking_lot_free {
-    pub use std::sync::Mutex;
-}
+/// Headers of one handshake, as (name, value) pairs.
+pub type Handshake = Vec<(String, String)>;
 
 /// Echoes every text and binary message back, prefixed with nothing;
 /// answers pings (tungstenite does) and closes when the client closes.
 pub struct WsBackend {
     addr: SocketAddr,
-    handshakes: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    handshakes: Arc<Mutex<Vec<Handshake>>>,
     task: JoinHandle<()>,
 }
 
@@ -29,12 +28,13 @@ impl WsBackend {
             .await
             .expect("bind ws backend");
         let addr = listener.local_addr().expect("ws backend address");
-        let handshakes: Arc<Mutex<Vec<Vec<(String, String)>>>> = Arc::default();
+        let handshakes: Arc<Mutex<Vec<Handshake>>> = Arc::default();
         let seen = handshakes.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let seen = seen.clone();
                 tokio::spawn(async move {
+                    #[allow(clippy::result_large_err)] // tungstenite's callback signature
                     let callback = |req: &Request, resp: Response| {
                         let headers = req
                             .headers()
@@ -51,14 +51,13 @@ impl WsBackend {
                         return;
                     };
                     while let Some(Ok(msg)) = ws.next().await {
-                        match msg {
-                            Message::Text(_) | Message::Binary(_) => {
-                                if ws.send(msg).await.is_err() {
-                                    return;
-                                }
-                            }
+                        let echo = match msg {
+                            Message::Text(_) | Message::Binary(_) => msg,
                             Message::Close(_) => return,
-                            _ => {}
+                            _ => continue,
+                        };
+                        if ws.send(echo).await.is_err() {
+                            return;
                         }
                     }
                 });
@@ -76,7 +75,7 @@ impl WsBackend {
     }
 
     /// Headers of every handshake received, in order.
-    pub fn handshakes(&self) -> Vec<Vec<(String, String)>> {
+    pub fn handshakes(&self) -> Vec<Handshake> {
         self.handshakes.lock().expect("handshake log").clone()
     }
 }

@@ -79,6 +79,11 @@ const SERVER: &[&str] = &[
     "drainTimeout",
     "memoryLimit",
     "tunnelIdleTimeout",
+    "tlsDir",
+    "backendCa",
+    "backendTlsVerify",
+    "httpsRedirect",
+    "tlsHandshakeTimeout",
 ];
 
 /// Listener keys of the 0.3 layout, under `server`.
@@ -178,6 +183,12 @@ pub(super) fn build(doc: &Value, opts: &Options<'_>) -> Result<Built, ConfigErro
         top.finish(&mut b.ctx);
     }
     b.check_duplicates();
+    if b.cfg.https_redirect && b.cfg.https.is_empty() {
+        b.ctx.err(
+            "server.httpsRedirect",
+            "needs an HTTPS listener to redirect to (https.bind or server.https)",
+        );
+    }
     if opts.check_files {
         b.check_files();
     }
@@ -395,6 +406,9 @@ impl Builder<'_> {
                 cfg.tunnel_idle_timeout = (!d.is_zero()).then_some(d);
             }
         }
+        self.tls_keys(s);
+        let ctx = &mut self.ctx;
+        let cfg = &mut self.cfg;
         if let Some(v) = s.get("drainTimeout") {
             if let Some(d) = raw::seconds(ctx, &s.key("drainTimeout"), v) {
                 cfg.drain_timeout = d;
@@ -407,6 +421,38 @@ impl Builder<'_> {
                 Some(n) => cfg.memory_limit = Some(n),
                 None => {}
             },
+        }
+    }
+
+    /// `tlsDir`, `backendCa`, `backendTlsVerify`, `httpsRedirect`,
+    /// `tlsHandshakeTimeout`.
+    fn tls_keys(&mut self, s: &Obj<'_>) {
+        match s.raw("tlsDir") {
+            None | Some(Value::Null | Value::Bool(false)) => {}
+            Some(Value::String(p)) if p.is_empty() => {}
+            Some(Value::String(p)) => self.cfg.tls_dir = Some(PathBuf::from(p)),
+            Some(other) => self.ctx.err(
+                s.key("tlsDir"),
+                format!("expected a directory path or null, got {}", show(other)),
+            ),
+        }
+        if s.has("backendCa") {
+            self.cfg.backend_ca = self.path(s, "backendCa");
+        }
+        for (key, field) in [
+            ("backendTlsVerify", &mut self.cfg.backend_tls_verify),
+            ("httpsRedirect", &mut self.cfg.https_redirect),
+        ] {
+            if let Some(v) = s.get(key) {
+                if let Some(b) = raw::boolean(&mut self.ctx, &s.key(key), v) {
+                    *field = b;
+                }
+            }
+        }
+        if let Some(v) = s.get("tlsHandshakeTimeout") {
+            if let Some(d) = raw::seconds(&mut self.ctx, &s.key("tlsHandshakeTimeout"), v) {
+                self.cfg.tls_handshake_timeout = (!d.is_zero()).then_some(d);
+            }
         }
     }
 
@@ -875,6 +921,14 @@ impl Builder<'_> {
             if !path.is_file() {
                 self.ctx
                     .err(key.clone(), format!("{}: no such file", path.display()));
+            }
+        }
+        if let Some(dir) = &self.cfg.tls_dir {
+            if !dir.is_dir() {
+                self.ctx.err(
+                    "server.tlsDir",
+                    format!("{}: no such directory", dir.display()),
+                );
             }
         }
         if let Some(dir) = &self.cfg.static_dir {

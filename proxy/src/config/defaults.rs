@@ -46,6 +46,19 @@ pub const HTTP_PORT: u16 = 80;
 /// TLS port (Hipache 0.4's `https.port`).
 pub const HTTPS_PORT: u16 = 443;
 
+/// Verify `https://` backends' certificates: anything else lets whoever is
+/// on the path impersonate a backend.
+pub const BACKEND_TLS_VERIFY: bool = true;
+
+/// Plain HTTP is served, not redirected, unless asked: Hipache had no
+/// redirect, and many setups terminate TLS in front of the proxy.
+pub const HTTPS_REDIRECT: bool = false;
+
+/// How long a client gets to finish the TLS handshake: ample for a slow
+/// mobile link (a handshake is 1 or 2 round trips), short enough that idle
+/// half-open connections do not pile up.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Hipache 0.4's default `http.bind`: loopback only, so that a fresh
 /// install exposes nothing.
 pub const HTTP_BIND_04: [IpAddr; 1] = [IpAddr::V4(Ipv4Addr::LOCALHOST)];

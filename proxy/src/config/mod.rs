@@ -73,6 +73,16 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Worker memory limit in bytes (recycle above it); `None` disables.
     pub memory_limit: Option<u64>,
+    /// Directory of SNI certificates (`server.tlsDir`), rescanned.
+    pub tls_dir: Option<PathBuf>,
+    /// Extra CA (PEM) trusted for `https://` backends (`server.backendCa`).
+    pub backend_ca: Option<PathBuf>,
+    /// Verify `https://` backends' certificates (`server.backendTlsVerify`).
+    pub backend_tls_verify: bool,
+    /// Answer plain-HTTP requests with a redirect to HTTPS.
+    pub https_redirect: bool,
+    /// Bound on a client's TLS handshake; `None` disables.
+    pub tls_handshake_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -179,6 +189,11 @@ impl Default for Config {
             admin: Some(defaults::ADMIN),
             drain_timeout: defaults::DRAIN_TIMEOUT,
             memory_limit: None,
+            tls_dir: None,
+            backend_ca: None,
+            backend_tls_verify: defaults::BACKEND_TLS_VERIFY,
+            https_redirect: defaults::HTTPS_REDIRECT,
+            tls_handshake_timeout: Some(defaults::TLS_HANDSHAKE_TIMEOUT),
         }
     }
 }
@@ -471,6 +486,11 @@ impl Config {
                 "adminAddress": self.admin.map(|a| a.to_string()),
                 "drainTimeout": build::seconds_json(self.drain_timeout),
                 "memoryLimit": self.memory_limit,
+                "tlsDir": self.tls_dir.as_ref().map(|p| p.display().to_string()),
+                "backendCa": self.backend_ca.as_ref().map(|p| p.display().to_string()),
+                "backendTlsVerify": self.backend_tls_verify,
+                "httpsRedirect": self.https_redirect,
+                "tlsHandshakeTimeout": opt_secs(self.tls_handshake_timeout),
             },
             "http": {"bind": http},
             "driver": driver,

@@ -789,3 +789,55 @@ fn https_port_override() {
     assert!(load_from(&args, &dir, None).is_err());
     let _ = IpAddr::from([0, 0, 0, 0]);
 }
+
+#[test]
+fn tls_keys() {
+    let c = ok("{}");
+    assert_eq!(c.tls_dir, None);
+    assert_eq!(c.backend_ca, None);
+    assert!(c.backend_tls_verify);
+    assert!(!c.https_redirect);
+    assert_eq!(c.tls_handshake_timeout, Some(Duration::from_secs(10)));
+    let text = r#"{"https": {"bind": ["127.0.0.1"], "key": "k.pem", "cert": "c.pem"},
+        "server": {"tlsDir": "/etc/hipache/certs", "backendCa": "/etc/ca.pem",
+        "backendTlsVerify": false, "httpsRedirect": true, "tlsHandshakeTimeout": 2.5}}"#;
+    let c = ok(text);
+    assert_eq!(c.tls_dir, Some(PathBuf::from("/etc/hipache/certs")));
+    assert_eq!(c.backend_ca, Some(PathBuf::from("/etc/ca.pem")));
+    assert!(!c.backend_tls_verify);
+    assert!(c.https_redirect);
+    assert_eq!(c.tls_handshake_timeout, Some(Duration::from_millis(2500)));
+    assert_eq!(ok(&c.censored_display()), c);
+    let c = ok(r#"{"server": {"tlsHandshakeTimeout": 0}}"#);
+    assert_eq!(c.tls_handshake_timeout, None);
+    assert_eq!(ok(&c.censored_display()), c);
+
+    let e = errs(
+        r#"{"server": {"tlsDir": 3, "backendCa": "", "backendTlsVerify": "no",
+            "httpsRedirect": true, "tlsHandshakeTimeout": -1}}"#,
+    );
+    let keys: Vec<&str> = e.errors.iter().map(|e| e.key.as_str()).collect();
+    for k in [
+        "server.tlsDir",
+        "server.backendCa",
+        "server.backendTlsVerify",
+        "server.httpsRedirect",
+        "server.tlsHandshakeTimeout",
+    ] {
+        assert!(keys.contains(&k), "{k} missing from {keys:?}");
+    }
+}
+
+#[test]
+fn tls_files_are_checked_on_load() {
+    let dir = temp_dir("tls");
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"server": {"tlsDir": "missing-dir", "backendCa": "missing-ca.pem"}}"#,
+    )
+    .unwrap();
+    let e = load_from(&Args::default(), &dir, None).unwrap_err();
+    let keys: Vec<&str> = e.errors.iter().map(|e| e.key.as_str()).collect();
+    assert!(keys.contains(&"server.tlsDir"), "{keys:?}");
+    assert!(keys.contains(&"server.backendCa"), "{keys:?}");
+}

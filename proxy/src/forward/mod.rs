@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod headers;
+pub mod redirect;
 pub mod upgrade;
 
 use std::convert::Infallible;
@@ -98,6 +99,9 @@ async fn proxy(
     ex: &Exchange,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    if let Some(r) = redirect::to_https(shared, conn, &req) {
+        return Ok(r);
+    }
     // The authority of an absolute-form or HTTP/2 request, else Host.
     let raw_host = match req.uri().authority() {
         Some(a) => a.as_str().to_owned(),

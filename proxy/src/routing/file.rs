@@ -53,7 +53,7 @@ impl FileStore {
             _ => Vec::new(),
         };
         let request_dead = dead_of(host);
-        let cands = candidates(host)
+        let cands: Vec<Candidate> = candidates(host)
             .into_iter()
             .map(|h| Candidate {
                 frontend: frontends.get(&h).cloned(),
@@ -61,7 +61,7 @@ impl FileStore {
                 host: h,
             })
             .collect();
-        resolve(cands, &request_dead, path)
+        resolve(&cands, &request_dead, path)
     }
 
     pub fn mark_dead(&self, mark: DeadMark) {

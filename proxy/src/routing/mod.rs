@@ -4,8 +4,10 @@
 //! Two stores share one lookup rule ([`resolve`]): Redis (the production
 //! path, read on every request) and a YAML routes file (no Redis at all).
 
+pub mod cache;
 pub mod deadmark;
 mod file;
+pub(crate) mod reader;
 pub(crate) mod redis;
 
 use std::sync::Arc;
@@ -42,6 +44,7 @@ impl Route {
 
 /// One candidate as read from the store: the frontend host, its decoded
 /// list (absent or empty: `None`), and its own dead set.
+#[derive(Debug, Clone)]
 pub struct Candidate {
     pub host: String,
     pub frontend: Option<Arc<Frontend>>,
@@ -51,22 +54,24 @@ pub struct Candidate {
 /// The lookup rule shared by every store: the first candidate whose list
 /// is non-empty and has backends for this path wins; its dead marks are
 /// unioned with the request host's.
-pub fn resolve(candidates: Vec<Candidate>, request_dead: &[usize], path: &str) -> Option<Route> {
+pub fn resolve(candidates: &[Candidate], request_dead: &[usize], path: &str) -> Option<Route> {
     for c in candidates {
-        let Some(frontend) = c.frontend else { continue };
+        let Some(frontend) = &c.frontend else {
+            continue;
+        };
         let group = match frontend.select(path) {
             Selection::NoMatch => continue,
             Selection::Group(g) => g.cloned(),
         };
-        let mut dead = c.dead;
+        let mut dead = c.dead.clone();
         for &p in request_dead {
             if !dead.contains(&p) {
                 dead.push(p);
             }
         }
         return Some(Route {
-            frontend_host: c.host,
-            frontend,
+            frontend_host: c.host.clone(),
+            frontend: frontend.clone(),
             group,
             dead,
         });
@@ -113,6 +118,14 @@ impl RouteStore {
         }
     }
 
+    /// Whether routes can be read (for readiness).
+    pub fn is_ready(&self) -> bool {
+        match self {
+            RouteStore::Redis(s) => s.is_ready(),
+            RouteStore::File(_) => true,
+        }
+    }
+
     /// Records a dead backend. Never waits: the write happens in the
     /// background.
     pub fn mark_dead(&self, mark: DeadMark) {
@@ -138,7 +151,7 @@ mod tests {
     #[test]
     fn first_non_empty_wins_and_dead_sets_union() {
         let r = resolve(
-            vec![
+            &[
                 cand("a.x.com", &[], &[]),
                 cand("*.x.com", &["w", "http://a", "http://b"], &[0]),
                 cand("*", &["all"], &[]),
@@ -154,7 +167,7 @@ mod tests {
     #[test]
     fn path_only_frontend_falls_through() {
         let r = resolve(
-            vec![
+            &[
                 cand("a.com", &["k8s:x/y", "/api http://a"], &[]),
                 cand("*", &["all", "http://c"], &[]),
             ],

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use hipache_schema::{candidates, Frontend, Keys};
 use parking_lot::RwLock;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
 use tokio::sync::mpsc;
 
+use super::cache::{self, Lookup, Mode, RouteCache};
+use super::reader::ReadConn;
 use super::{deadmark, resolve, Candidate, DeadMark, Route};
-use crate::config::{Config, RedisUrl};
+use crate::config::{Config, RedisUrl, RouteCacheMode};
 use crate::error::ProxyError;
 
 /// How long a request waits for Redis before failing. Redis answers a
@@ -118,21 +120,23 @@ pub(crate) fn connection_info(url: &RedisUrl) -> Result<redis::ConnectionInfo, S
 }
 
 pub struct RedisStore {
-    read: Arc<Connector>,
+    read: Arc<ReadConn>,
     keys: Keys,
+    cache: Arc<RouteCache>,
     marks: mpsc::Sender<DeadMark>,
 }
 
 impl RedisStore {
     pub fn open(read: &RedisUrl, write: &RedisUrl, config: &Config) -> Result<Self, String> {
-        let read_conn = Connector::start(read, "read")?;
-        let write_conn = if write == read {
-            read_conn.clone()
-        } else {
-            Connector::start(write, "write")?
-        };
         let keys = Keys::new(read.prefix.clone());
-
+        let (mode, capacity) = match (config.route_cache, config.lru_cache) {
+            (RouteCacheMode::Tracking, _) => (Mode::Tracking, cache::DEFAULT_CAPACITY),
+            (RouteCacheMode::Strict, Some(lru)) => (Mode::Ttl(lru.ttl), lru.size.max(1)),
+            (RouteCacheMode::Strict, None) => (Mode::Strict, cache::DEFAULT_CAPACITY),
+        };
+        let cache = Arc::new(RouteCache::new(mode, capacity));
+        let read_conn = ReadConn::start(read, keys.clone(), cache.clone())?;
+        let write_conn = Connector::start(write, "write")?;
         let marks = deadmark::spawn_redis_writer(
             write_conn,
             Keys::new(write.prefix.clone()),
@@ -141,34 +145,68 @@ impl RedisStore {
         Ok(Self {
             read: read_conn,
             keys,
+            cache,
             marks,
         })
     }
 
-    /// One round trip: `LRANGE` of every candidate frontend and `SMEMBERS`
-    /// of the request host's and every candidate's dead set, pipelined.
+    /// The route for a host: from the cache when its mode allows, else one
+    /// round trip to Redis; while Redis cannot be read, the last known
+    /// answer (bounded staleness) or a fast failure.
     pub async fn lookup(&self, host: &str, path: &str) -> Result<Option<Route>, ProxyError> {
-        let mut conn = self
-            .read
-            .get()
-            .ok_or_else(|| ProxyError::RoutesUnavailable("not connected".into()))?;
+        if let Some(hit) = self.cache.fresh(host) {
+            return Ok(resolve(&hit.candidates, &hit.request_dead, path));
+        }
+        let Some(conn) = self.read.get() else {
+            return self.stale(host, path, "not connected");
+        };
+        let epoch = self.cache.epoch();
+        match self.query(conn, host).await {
+            Ok(lookup) => {
+                let route = resolve(&lookup.candidates, &lookup.request_dead, path);
+                self.cache.insert(host, Arc::new(lookup), epoch);
+                Ok(route)
+            }
+            Err(e) => {
+                self.read.report_failure();
+                self.stale(host, path, &e.to_string())
+            }
+        }
+    }
+
+    fn stale(&self, host: &str, path: &str, why: &str) -> Result<Option<Route>, ProxyError> {
+        match self.cache.stale(host) {
+            Some((hit, age)) => {
+                if self.read.first_stale_of_outage() {
+                    tracing::warn!(error = why, age = ?age, "Redis unreachable: serving last known routes");
+                }
+                Ok(resolve(&hit.candidates, &hit.request_dead, path))
+            }
+            None => Err(ProxyError::RoutesUnavailable(why.to_owned())),
+        }
+    }
+
+    /// One round trip: `LRANGE` of every candidate frontend and `SMEMBERS`
+    /// of every candidate's dead set (the request host's is the first),
+    /// pipelined.
+    async fn query(
+        &self,
+        mut conn: MultiplexedConnection,
+        host: &str,
+    ) -> redis::RedisResult<Lookup> {
         let hosts = candidates(host);
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for h in &hosts {
             pipe.cmd("LRANGE").arg(self.keys.frontend(h)).arg(0).arg(-1);
         }
-        // The request host's own dead set is hosts[0]'s.
         for h in &hosts {
             pipe.cmd("SMEMBERS").arg(self.keys.dead(h));
         }
-        let replies: Vec<Value> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| ProxyError::RoutesUnavailable(e.to_string()))?;
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
         let (lists, deads) = replies.split_at(hosts.len().min(replies.len()));
         let request_dead = deads.first().map(dead_positions).unwrap_or_default();
-        let cands = hosts
+        let candidates = hosts
             .into_iter()
             .zip(lists.iter().zip(deads))
             .map(|(h, (list, dead))| Candidate {
@@ -177,10 +215,18 @@ impl RedisStore {
                 host: h,
             })
             .collect();
-        Ok(resolve(cands, &request_dead, path))
+        Ok(Lookup {
+            candidates,
+            request_dead,
+        })
     }
 
-    /// Waits for the read connection (see [`Connector::wait_connected`]).
+    /// Routes are readable: Redis is connected, or known routes are cached.
+    pub fn is_ready(&self) -> bool {
+        self.read.is_connected() || !self.cache.is_empty()
+    }
+
+    /// Waits for the read connection.
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         self.read.wait_connected(timeout).await
     }

@@ -51,7 +51,11 @@ pub fn parse_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CertError
 
 /// Parses a chain and its private key (they may be in the same text) and
 /// checks that the key belongs to the end-entity certificate.
-pub fn load(cert_pem: &[u8], key_pem: &[u8], provider: &CryptoProvider) -> Result<Loaded, CertError> {
+pub fn load(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    provider: &CryptoProvider,
+) -> Result<Loaded, CertError> {
     let chain = parse_chain(cert_pem)?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
         rustls_pki_types::pem::Error::NoItemsFound => CertError::NoKey,

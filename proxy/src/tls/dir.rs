@@ -104,7 +104,11 @@ impl DirSource {
                 continue;
             }
             let result = certs::read(&cert).and_then(|c| {
-                let k = if key == cert { c.clone() } else { certs::read(&key)? };
+                let k = if key == cert {
+                    c.clone()
+                } else {
+                    certs::read(&key)?
+                };
                 certs::load(&c, &k, &self.provider)
             });
             let entry = self.entries.entry(name.clone()).or_insert(Entry {
@@ -140,9 +144,7 @@ impl DirSource {
         let mut names = Names::new();
         for loaded in self.entries.values().filter_map(|e| e.loaded.as_ref()) {
             for n in &loaded.names {
-                names
-                    .entry(n.clone())
-                    .or_insert_with(|| loaded.key.clone());
+                names.entry(n.clone()).or_insert_with(|| loaded.key.clone());
             }
         }
         names

@@ -41,6 +41,9 @@ const SCAN_COUNT: usize = 200;
 /// unchanged ones on a rescan) and the certificate.
 type Loaded = HashMap<String, (u64, Arc<CertifiedKey>)>;
 
+/// The `cert` and `key` fields of a `tls:` hash, as HMGET answers them.
+type Fields = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 struct RedisCerts {
     store: Weak<CertStore>,
     conn: Arc<Connector>,
@@ -60,7 +63,8 @@ pub fn spawn(
     store: &Arc<CertStore>,
     provider: Arc<CryptoProvider>,
 ) -> Result<(), String> {
-    let client = redis::Client::open(connection_info(url)?).map_err(|e| format!("tls Redis: {e}"))?;
+    let client =
+        redis::Client::open(connection_info(url)?).map_err(|e| format!("tls Redis: {e}"))?;
     let conn = Connector::start(url, "tls")?;
     let this = Arc::new(RedisCerts {
         store: Arc::downgrade(store),
@@ -170,7 +174,7 @@ impl RedisCerts {
     /// Re-reads one `tls:<host>` hash.
     async fn reload_host(&self, host: &str) -> Result<(), String> {
         let mut conn = self.conn()?;
-        let (cert, key): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::cmd("HMGET")
+        let (cert, key): Fields = redis::cmd("HMGET")
             .arg(self.keys.tls(host))
             .arg(TLS_CERT_FIELD)
             .arg(TLS_KEY_FIELD)
@@ -226,15 +230,17 @@ impl RedisCerts {
                 let mut pipe = redis::pipe();
                 pipe.ignore_errors();
                 for (k, _) in &hosts {
-                    pipe.cmd("HMGET").arg(k).arg(TLS_CERT_FIELD).arg(TLS_KEY_FIELD);
+                    pipe.cmd("HMGET")
+                        .arg(k)
+                        .arg(TLS_CERT_FIELD)
+                        .arg(TLS_KEY_FIELD);
                 }
                 let replies: Vec<redis::Value> = pipe
                     .query_async(&mut conn)
                     .await
                     .map_err(|e| e.to_string())?;
                 for ((_, host), reply) in hosts.iter().zip(replies) {
-                    let fields: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> =
-                        redis::from_redis_value(reply).ok();
+                    let fields: Option<Fields> = redis::from_redis_value(reply).ok();
                     match fields {
                         Some((Some(cert), Some(key))) => {
                             if let Some(c) = self.load(host, &cert, &key) {

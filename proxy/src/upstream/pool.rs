@@ -7,6 +7,15 @@
 //! backend with the request and its body untouched), and a pooled
 //! connection that turns out to be closed hands the request back
 //! (`try_send_request`) so it is sent again on a fresh one.
+//!
+//! `https://` backends: TCP, then a TLS handshake (SNI and verification by
+//! the backend's host name, ALPN `http/1.1`), then HTTP/1.1 as for plain
+//! ones. Connections are pooled by backend URL, scheme included. A TLS
+//! failure (bad certificate, handshake timeout) is an upstream error: 502,
+//! neither retried nor a dead mark, because it is nearly always a
+//! configuration problem shared by every backend of the frontend (a CA, a
+//! name), and marking them all dead would hide it; refusals and connect
+//! timeouts keep their meaning (retried, dead-marked).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,8 +27,10 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsConnector;
 
 use crate::error::ProxyError;
 
@@ -40,6 +51,8 @@ pub struct PoolConfig {
     pub queue_timeout: Duration,
     /// Return connections to the pool after use.
     pub keep_alive: bool,
+    /// TLS toward `https://` backends.
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 pub struct Pool {
@@ -124,11 +137,32 @@ impl Pool {
     }
 
     async fn connect(&self, backend: &BackendUrl) -> Result<SendRequest<UpstreamBody>, ProxyError> {
-        if backend.scheme != hipache_schema::Scheme::Http {
-            return Err(ProxyError::Upstream(
-                "https backends are not supported yet".into(),
-            ));
+        let stream = self.connect_tcp(backend).await?;
+        match backend.scheme {
+            hipache_schema::Scheme::Http => handshake(stream).await,
+            hipache_schema::Scheme::Https => {
+                let name = crate::tls::client::server_name(&backend.host).ok_or_else(|| {
+                    ProxyError::Upstream(format!(
+                        "{:?} is not a valid TLS server name",
+                        backend.host
+                    ))
+                })?;
+                let connect = TlsConnector::from(self.config.tls.clone()).connect(name, stream);
+                let tls = match self.config.connect_timeout {
+                    Some(t) => tokio::time::timeout(t, connect).await.map_err(|_| {
+                        ProxyError::Upstream("TLS handshake with the backend timed out".into())
+                    })?,
+                    None => connect.await,
+                }
+                .map_err(|e| {
+                    ProxyError::Upstream(format!("TLS handshake with the backend: {e}"))
+                })?;
+                handshake(tls).await
+            }
         }
+    }
+
+    async fn connect_tcp(&self, backend: &BackendUrl) -> Result<TcpStream, ProxyError> {
         let authority = backend.authority();
         let connect = TcpStream::connect(authority.as_str());
         let stream = match self.config.connect_timeout {
@@ -139,17 +173,26 @@ impl Pool {
         }
         .map_err(ProxyError::Connect)?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| ProxyError::Upstream(e.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "backend connection ended");
-            }
-        });
-        Ok(sender)
+        Ok(stream)
     }
+}
+
+/// The HTTP/1.1 handshake on a connected stream; the connection is driven
+/// by its own task.
+async fn handshake<S>(stream: S) -> Result<SendRequest<UpstreamBody>, ProxyError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ProxyError::Upstream(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "backend connection ended");
+        }
+    });
+    Ok(sender)
 }
 
 impl HostPool {
