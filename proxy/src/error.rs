@@ -68,6 +68,22 @@ impl ProxyError {
         self.retryable()
     }
 
+    /// The kind of upstream failure, for the metrics; `None` when the
+    /// upstream is not at fault.
+    pub fn upstream_kind(&self) -> Option<crate::metrics::UpstreamErrorKind> {
+        use crate::metrics::UpstreamErrorKind as K;
+        match self {
+            ProxyError::Connect(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                Some(K::Refused)
+            }
+            ProxyError::Connect(_) => Some(K::Other),
+            ProxyError::ConnectTimeout => Some(K::ConnectTimeout),
+            ProxyError::UpstreamTimeout => Some(K::Timeout),
+            ProxyError::Upstream(_) => Some(K::Reset),
+            _ => None,
+        }
+    }
+
     /// Short reason for `x-debug-error` and logs, with no client data in it.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -10,20 +10,25 @@
 //! - [`cli`]: command-line flags and their environment fallbacks.
 //! - [`server`]: listeners, the accept loop and client connections.
 //! - [`routing`]: the route store (Redis or a routes file): host to
-//!   frontend, backends and dead marks.
+//!   frontend, backends and dead marks; the route cache and its modes.
 //! - [`upstream`]: backend choice, dead marks, the connection pool.
-//! - [`forward`]: one request forwarded: headers, retries, debug headers.
+//! - [`forward`]: one request forwarded: headers, retries, debug headers,
+//!   upgrades (WebSocket).
 //! - [`error`]: request errors, their status codes and error pages.
 //! - [`accesslog`]: the nginx-style access log, written off the request path.
 //! - [`tls`]: rustls: SNI certificates (directory and Redis, reloaded),
 //!   listener and backend TLS configurations.
+//! - [`metrics`]: every Prometheus metric, named in one place.
+//! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`).
 //! - [`shutdown`]: signals and draining.
 
 pub mod accesslog;
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod metrics;
 pub mod routing;
 pub mod server;
 pub mod shutdown;

@@ -20,9 +20,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::accesslog::AccessLog;
+use crate::admin;
 use crate::config::{Config, Driver};
 use crate::error::ErrorPages;
 use crate::forward::{self, ConnInfo, Shared};
+use crate::metrics::Metrics;
 use crate::routing::RouteStore;
 use crate::tls;
 use crate::upstream::{Pool, PoolConfig};
@@ -40,6 +42,8 @@ pub struct Proxy {
     listeners: Vec<Listener>,
     http_addrs: Vec<SocketAddr>,
     https_addrs: Vec<SocketAddr>,
+    admin: Option<TcpListener>,
+    admin_addr: Option<SocketAddr>,
     /// The SNI store, kept alive here (its reload tasks stop when dropped).
     _certs: Option<Arc<tls::CertStore>>,
 }
@@ -88,7 +92,18 @@ impl Proxy {
                 "server.backendTlsVerify is false: https:// backends are not authenticated"
             );
         }
-        let store = RouteStore::open(&config)
+        let (admin, admin_addr) = match config.admin {
+            Some(addr) => {
+                let l = listen(addr).map_err(|source| StartError::Bind { addr, source })?;
+                let bound = l
+                    .local_addr()
+                    .map_err(|source| StartError::Bind { addr, source })?;
+                (Some(l), Some(bound))
+            }
+            None => (None, None),
+        };
+        let metrics = Arc::new(Metrics::new(config.metrics_per_frontend));
+        let store = RouteStore::open(&config, metrics.clone())
             .await
             .map_err(StartError::Routes)?;
         let access_log = match &config.access_log {
@@ -105,6 +120,7 @@ impl Proxy {
         let pages = ErrorPages::new(config.static_dir.clone());
         let shared = Arc::new(Shared {
             config,
+            metrics,
             store,
             pool,
             pages,
@@ -115,8 +131,15 @@ impl Proxy {
             listeners,
             http_addrs,
             https_addrs,
+            admin,
+            admin_addr,
             _certs: certs,
         })
+    }
+
+    /// The bound admin address (`/metrics`, `/healthz`, `/readyz`).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The bound plain-HTTP addresses (with real ports when 0 was asked).
@@ -139,6 +162,11 @@ impl Proxy {
         let graceful = Arc::new(GracefulShutdown::new());
         let builder = Arc::new(connection_builder(&self.shared.config));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let admin_state = Arc::new(admin::State::default());
+        let admin_task = self.admin.map(|l| {
+            tracing::info!(address = %self.admin_addr.map(|a| a.to_string()).unwrap_or_default(), "listening (admin)");
+            tokio::spawn(admin::serve(l, self.shared.clone(), admin_state.clone()))
+        });
         let mut accepts = Vec::new();
         for listener in self.listeners {
             let kind = if listener.tls.is_some() {
@@ -156,6 +184,9 @@ impl Proxy {
             )));
         }
         shutdown.await;
+        admin_state
+            .draining
+            .store(true, std::sync::atomic::Ordering::Release);
         tracing::info!("shutting down: no longer accepting; draining connections");
         let _ = stop_tx.send(true);
         for a in accepts {
@@ -168,6 +199,9 @@ impl Proxy {
             .is_err()
         {
             tracing::warn!(timeout = ?drain, "drain timeout reached; closing remaining connections");
+        }
+        if let Some(t) = admin_task {
+            t.abort();
         }
         Ok(())
     }

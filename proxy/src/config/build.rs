@@ -79,6 +79,7 @@ const SERVER: &[&str] = &[
     "drainTimeout",
     "memoryLimit",
     "tunnelIdleTimeout",
+    "metricsPerFrontend",
     "tlsDir",
     "backendCa",
     "backendTlsVerify",
@@ -400,6 +401,11 @@ impl Builder<'_> {
                     ),
                 ),
             },
+        }
+        if let Some(v) = s.get("metricsPerFrontend") {
+            if let Some(n) = raw::usize_in(ctx, &s.key("metricsPerFrontend"), v, 0, 10_000) {
+                cfg.metrics_per_frontend = n;
+            }
         }
         if let Some(v) = s.get("tunnelIdleTimeout") {
             if let Some(d) = raw::seconds(ctx, &s.key("tunnelIdleTimeout"), v) {

@@ -45,6 +45,9 @@ pub struct Config {
     /// A WebSocket (or other upgraded) tunnel with no data either way for
     /// this long is closed; `None`: never (the default).
     pub tunnel_idle_timeout: Option<Duration>,
+    /// Frontends (by identifier) given their own request series; the rest
+    /// are counted as `other`. 0: no per-frontend series.
+    pub metrics_per_frontend: usize,
     /// Upstream connect timeout; `None` disables.
     pub connect_timeout: Option<Duration>,
     pub retry_on_error: u32,
@@ -169,6 +172,7 @@ impl Default for Config {
             dead_backend_ttl: defaults::DEAD_BACKEND_TTL,
             tcp_timeout: Some(defaults::TCP_TIMEOUT),
             tunnel_idle_timeout: None,
+            metrics_per_frontend: 0,
             connect_timeout: Some(defaults::CONNECT_TIMEOUT),
             retry_on_error: defaults::RETRY_ON_ERROR,
             dead_backend_on_500: defaults::DEAD_BACKEND_ON_500,
@@ -468,6 +472,7 @@ impl Config {
                 "deadBackendTTL": build::seconds_json(self.dead_backend_ttl),
                 "tcpTimeout": opt_secs(self.tcp_timeout),
                 "tunnelIdleTimeout": opt_secs(self.tunnel_idle_timeout),
+                "metricsPerFrontend": self.metrics_per_frontend,
                 "connectTimeout": opt_secs(self.connect_timeout),
                 "retryOnError": self.retry_on_error,
                 "deadBackendOn500": self.dead_backend_on_500,

@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::accesslog::{AccessLog, Entry};
+use crate::metrics::Metrics;
 use crate::upstream::pool::{BoxError, Conn};
 
 pub enum ProxyBody {
@@ -36,6 +37,7 @@ pub struct UpstreamBody {
     inner: Incoming,
     conn: Option<Conn>,
     log: Option<(AccessLog, Entry)>,
+    metrics: std::sync::Arc<Metrics>,
     start: Instant,
     bytes: u64,
 }
@@ -45,12 +47,14 @@ impl UpstreamBody {
         inner: Incoming,
         conn: Option<Conn>,
         log: Option<(AccessLog, Entry)>,
+        metrics: std::sync::Arc<Metrics>,
         start: Instant,
     ) -> Self {
         Self {
             inner,
             conn,
             log,
+            metrics,
             start,
             bytes: 0,
         }
@@ -91,6 +95,7 @@ impl Body for ProxyBody {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(d) = frame.data_ref() {
                         u.bytes += d.len() as u64;
+                        u.metrics.response_bytes.inc_by(d.len() as u64);
                     }
                     if u.inner.is_end_stream() {
                         u.finish(true);

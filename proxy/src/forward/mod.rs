@@ -9,7 +9,7 @@ pub mod upgrade;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{self, HeaderValue};
@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 use crate::accesslog::{AccessLog, Entry};
 use crate::config::Config;
 use crate::error::{ErrorPages, ProxyError};
+use crate::metrics::{Metrics, UpstreamErrorKind};
 use crate::routing::{DeadMark, Route, RouteStore};
 use crate::upstream::{self, Pool};
 pub use body::ProxyBody;
@@ -30,6 +31,7 @@ use headers::*;
 /// Everything a request needs, shared by all connections.
 pub struct Shared {
     pub config: Config,
+    pub metrics: Arc<Metrics>,
     pub store: Arc<RouteStore>,
     pub pool: Pool,
     pub pages: Arc<ErrorPages>,
@@ -57,6 +59,8 @@ struct Exchange {
     version: Version,
     referer: String,
     user_agent: String,
+    /// The matched frontend's identifier, once known.
+    identifier: OnceLock<String>,
 }
 
 /// The hyper service function: never fails; every error becomes a page.
@@ -86,11 +90,21 @@ pub async fn handle(
         version: req.version(),
         referer: header_text(header::REFERER),
         user_agent: header_text(header::USER_AGENT),
+        identifier: OnceLock::new(),
     };
-    match proxy(&shared, &conn, &ex, req).await {
-        Ok(resp) => Ok(resp),
-        Err(e) => Ok(error_response(&shared, &conn, &ex, e, "")),
-    }
+    shared.metrics.in_flight.inc();
+    let resp = match proxy(&shared, &conn, &ex, req).await {
+        Ok(resp) => resp,
+        Err(e) => error_response(&shared, &conn, &ex, e),
+    };
+    shared.metrics.in_flight.dec();
+    shared.metrics.request(
+        resp.status(),
+        &ex.method,
+        ex.start.elapsed(),
+        ex.identifier.get().map(String::as_str),
+    );
+    Ok(resp)
 }
 
 async fn proxy(
@@ -125,11 +139,12 @@ async fn proxy(
             return Err(ProxyError::BodyTooLarge);
         }
     }
-    let route = shared
-        .store
-        .lookup(&host, req.uri().path())
-        .await?
-        .ok_or(ProxyError::NoFrontend)?;
+    let found = shared.store.lookup(&host, req.uri().path()).await;
+    shared
+        .metrics
+        .lookup(crate::routing::outcome(&host, &found));
+    let route = found?.ok_or(ProxyError::NoFrontend)?;
+    let _ = ex.identifier.set(route.frontend.identifier.clone());
     forward(shared, conn, ex, &host, &route, req).await
 }
 
@@ -149,16 +164,28 @@ async fn forward(
     let upgrade = upgrade::requested(req.headers());
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let upstream_req = upstream_request(shared, conn, req, upgrade);
+    let skipped = route
+        .frontend
+        .group(route.group.as_ref())
+        .filter(|b| route.is_dead(b.position))
+        .count();
+    shared.metrics.dead_skipped.inc_by(skipped as u64);
     let (backend, upstream_conn) = loop {
         let Some(backend) = upstream::choose(route, &tried) else {
             return Err(last_error.unwrap_or(ProxyError::NoBackend));
         };
+        if !tried.is_empty() {
+            shared.metrics.retries.inc();
+        }
         tried.push(backend.position);
         let Ok(url) = &backend.url else { continue };
         match shared.pool.acquire(url).await {
             Ok(c) => break (backend, c),
             Err(e) => {
                 tracing::warn!(frontend = %route.frontend_host, backend = %url, error = %e, "backend failed");
+                if let Some(kind) = e.upstream_kind() {
+                    shared.metrics.upstream_error(kind);
+                }
                 if e.marks_dead() && count > 1 {
                     shared.store.mark_dead(dead_mark(host, backend, count));
                 }
@@ -175,10 +202,20 @@ async fn forward(
     let backend_start = Instant::now();
     let (resp, upstream_conn) = send(shared, url, upstream_conn, upstream_req).await.map_err(|e| {
         tracing::warn!(frontend = %route.frontend_host, backend = %url, error = %e, "backend failed");
+        if let Some(kind) = e.upstream_kind() {
+            shared.metrics.upstream_error(kind);
+        }
         e
     })?;
     let backend_time = backend_start.elapsed();
+    shared
+        .metrics
+        .upstream_duration
+        .observe(backend_time.as_secs_f64());
     let status = resp.status();
+    if status.is_server_error() {
+        shared.metrics.upstream_error(UpstreamErrorKind::Status5xx);
+    }
     if count > 1 && marks_dead(status, resp.headers(), shared.config.dead_backend_on_500) {
         shared.store.mark_dead(dead_mark(host, backend, count));
     }
@@ -234,8 +271,14 @@ async fn forward(
             upgrade::restore(&mut parts.headers, v);
         }
         let idle = shared.config.tunnel_idle_timeout;
+        let metrics = shared.metrics.clone();
         tokio::spawn(async move {
+            metrics.tunnels.inc();
+            metrics.tunnels_open.inc();
             let stats = upgrade::tunnel(client, backend_side, idle).await;
+            metrics.tunnels_open.dec();
+            metrics.response_bytes.inc_by(stats.to_client);
+            metrics.request_bytes.inc_by(stats.to_backend);
             if let Some((log, mut e)) = log {
                 e.bytes = stats.to_client;
                 e.total = e.time.elapsed().unwrap_or(Duration::ZERO);
@@ -246,13 +289,20 @@ async fn forward(
     }
     let body = if incoming.is_end_stream() {
         upstream_conn.release();
-        drop(UpstreamBody::new(incoming, None, log, ex.start));
+        drop(UpstreamBody::new(
+            incoming,
+            None,
+            log,
+            shared.metrics.clone(),
+            ex.start,
+        ));
         ProxyBody::empty()
     } else {
         ProxyBody::Upstream(Box::new(UpstreamBody::new(
             incoming,
             Some(upstream_conn),
             log,
+            shared.metrics.clone(),
             ex.start,
         )))
     };
@@ -342,6 +392,13 @@ fn upstream_request(
         trusted: &shared.config.trusted_proxies,
     }
     .apply(&mut parts.headers);
+    let metrics = shared.metrics.clone();
+    let body = body.map_frame(move |frame| {
+        if let Some(d) = frame.data_ref() {
+            metrics.request_bytes.inc_by(d.len() as u64);
+        }
+        frame
+    });
     let body = match shared.config.max_body_size {
         Some(limit) => http_body_util::Limited::new(body, limit as usize).boxed_unsync(),
         None => body.map_err(Into::into).boxed_unsync(),
@@ -416,8 +473,8 @@ fn error_response(
     conn: &ConnInfo,
     ex: &Exchange,
     e: ProxyError,
-    identifier: &str,
 ) -> Response<ProxyBody> {
+    let identifier = ex.identifier.get().map(String::as_str).unwrap_or_default();
     let status = e.status();
     match &e {
         ProxyError::NoHost

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 
 use super::Candidate;
+use crate::metrics::Metrics;
 
 /// The longest a remembered route is served while Redis is unreachable.
 /// Past this, a host is as unknown as one never seen: a backend list from
@@ -60,6 +61,7 @@ struct Entry {
 
 pub struct RouteCache {
     mode: Mode,
+    metrics: Arc<Metrics>,
     capacity: usize,
     shards: Vec<RwLock<HashMap<String, Entry>>>,
     /// Bumped by every invalidation: a read that started before one may
@@ -68,9 +70,10 @@ pub struct RouteCache {
 }
 
 impl RouteCache {
-    pub fn new(mode: Mode, capacity: usize) -> Self {
+    pub fn new(mode: Mode, capacity: usize, metrics: Arc<Metrics>) -> Self {
         Self {
             mode,
+            metrics,
             capacity: capacity.max(SHARDS),
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             epoch: AtomicU64::new(0),
@@ -141,6 +144,7 @@ impl RouteCache {
     /// it read.
     pub fn invalidate_host(&self, host: &str) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.metrics.cache_invalidations.inc();
         if host == "*" {
             return self.invalidate_all();
         }
@@ -163,6 +167,7 @@ impl RouteCache {
     /// Everything may have changed (a reconnection, a FLUSHALL).
     pub fn invalidate_all(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.metrics.cache_invalidations.inc();
         for shard in &self.shards {
             for e in shard.write().values_mut() {
                 e.valid = false;
@@ -184,6 +189,10 @@ impl RouteCache {
 mod tests {
     use super::*;
 
+    fn metrics() -> Arc<Metrics> {
+        Arc::new(Metrics::new(0))
+    }
+
     fn lookup() -> Arc<Lookup> {
         Arc::new(Lookup {
             candidates: Vec::new(),
@@ -193,7 +202,7 @@ mod tests {
 
     #[test]
     fn strict_never_serves_fresh_but_remembers() {
-        let c = RouteCache::new(Mode::Strict, 100);
+        let c = RouteCache::new(Mode::Strict, 100, metrics());
         c.insert("a.com", lookup(), c.epoch());
         assert!(c.fresh("a.com").is_none());
         assert!(c.stale("a.com").is_some());
@@ -201,7 +210,7 @@ mod tests {
 
     #[test]
     fn tracking_serves_until_invalidated() {
-        let c = RouteCache::new(Mode::Tracking, 100);
+        let c = RouteCache::new(Mode::Tracking, 100, metrics());
         c.insert("x.a.com", lookup(), c.epoch());
         c.insert("b.com", lookup(), c.epoch());
         assert!(c.fresh("x.a.com").is_some());
@@ -215,7 +224,7 @@ mod tests {
 
     #[test]
     fn a_read_racing_an_invalidation_is_not_fresh() {
-        let c = RouteCache::new(Mode::Tracking, 100);
+        let c = RouteCache::new(Mode::Tracking, 100, metrics());
         let before = c.epoch();
         c.invalidate_host("a.com");
         c.insert("a.com", lookup(), before);
@@ -224,17 +233,17 @@ mod tests {
 
     #[test]
     fn ttl_mode_expires() {
-        let c = RouteCache::new(Mode::Ttl(Duration::ZERO), 100);
+        let c = RouteCache::new(Mode::Ttl(Duration::ZERO), 100, metrics());
         c.insert("a.com", lookup(), c.epoch());
         assert!(c.fresh("a.com").is_none());
-        let c = RouteCache::new(Mode::Ttl(Duration::from_secs(60)), 100);
+        let c = RouteCache::new(Mode::Ttl(Duration::from_secs(60)), 100, metrics());
         c.insert("a.com", lookup(), c.epoch());
         assert!(c.fresh("a.com").is_some());
     }
 
     #[test]
     fn capacity_is_bounded() {
-        let c = RouteCache::new(Mode::Tracking, 64);
+        let c = RouteCache::new(Mode::Tracking, 64, metrics());
         for i in 0..1000 {
             c.insert(&format!("h{i}.com"), lookup(), c.epoch());
         }

@@ -7,6 +7,8 @@ use hipache_schema::keys::{Keys, DEAD_CHANNEL, HCHECKER_FRESH_SECS, HCHECKER_PIN
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
+use crate::metrics::Metrics;
+
 /// A backend reported dead by a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadMark {
@@ -28,16 +30,22 @@ pub fn spawn_redis_writer(
     conn: Arc<super::redis::Connector>,
     keys: Keys,
     ttl_secs: u64,
+    metrics: Arc<Metrics>,
 ) -> mpsc::Sender<DeadMark> {
     let (tx, mut rx) = mpsc::channel::<DeadMark>(QUEUE);
     tokio::spawn(async move {
         while let Some(mark) = rx.recv().await {
             let Some(mut c) = conn.get() else {
                 tracing::warn!(host = %mark.host, backend = %mark.backend, "Redis unavailable: dead mark dropped");
+                metrics.dead_mark("dropped");
                 continue;
             };
-            if let Err(e) = write_mark(&mut c, &keys, ttl_secs, &mark).await {
-                tracing::warn!(host = %mark.host, backend = %mark.backend, error = %e, "dead mark not written");
+            match write_mark(&mut c, &keys, ttl_secs, &mark).await {
+                Ok(result) => metrics.dead_mark(result),
+                Err(e) => {
+                    tracing::warn!(host = %mark.host, backend = %mark.backend, error = %e, "dead mark not written");
+                    metrics.dead_mark("dropped");
+                }
             }
         }
     });
@@ -51,7 +59,7 @@ async fn write_mark(
     keys: &Keys,
     ttl_secs: u64,
     mark: &DeadMark,
-) -> redis::RedisResult<()> {
+) -> redis::RedisResult<&'static str> {
     let message =
         hipache_schema::dead::message(&mark.host, &mark.backend, mark.position, mark.count);
     let ping: Option<String> = redis::cmd("GET").arg(HCHECKER_PING).query_async(c).await?;
@@ -61,7 +69,8 @@ async fn write_mark(
             .arg(DEAD_CHANNEL)
             .arg(&message)
             .query_async(c)
-            .await;
+            .await
+            .map(|()| "published");
     }
     let dead_key = keys.dead(&mark.host);
     tracing::info!(host = %mark.host, backend = %mark.backend, position = mark.position, "backend marked dead");
@@ -81,6 +90,7 @@ async fn write_mark(
         .ignore()
         .query_async(c)
         .await
+        .map(|()| "written")
 }
 
 /// Whether `hchecker_ping` (Unix seconds) is younger than Hipache's 30 s.

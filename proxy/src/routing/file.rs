@@ -11,6 +11,7 @@ use hipache_schema::{candidates, Frontend};
 use parking_lot::{Mutex, RwLock};
 
 use super::{resolve, Candidate, DeadMark, Route};
+use crate::metrics::Metrics;
 
 /// How often the file's modification time is checked.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -19,6 +20,7 @@ type Frontends = HashMap<String, Arc<Frontend>>;
 
 pub struct FileStore {
     state: Arc<State>,
+    metrics: Arc<Metrics>,
 }
 
 struct State {
@@ -31,7 +33,7 @@ struct State {
 impl FileStore {
     /// Loads the file (an error if it cannot be read or parsed) and starts
     /// watching it.
-    pub fn open(path: PathBuf, ttl: Duration) -> Result<Self, String> {
+    pub fn open(path: PathBuf, ttl: Duration, metrics: Arc<Metrics>) -> Result<Self, String> {
         let frontends = load(&path)?;
         tracing::info!(path = %path.display(), frontends = frontends.len(), "routes file loaded");
         let state = Arc::new(State {
@@ -41,7 +43,7 @@ impl FileStore {
             ttl,
         });
         tokio::spawn(watch(Arc::downgrade(&state)));
-        Ok(Self { state })
+        Ok(Self { state, metrics })
     }
 
     pub fn lookup(&self, host: &str, path: &str) -> Option<Route> {
@@ -66,6 +68,7 @@ impl FileStore {
 
     pub fn mark_dead(&self, mark: DeadMark) {
         tracing::info!(host = %mark.host, backend = %mark.backend, position = mark.position, "backend marked dead");
+        self.metrics.dead_mark("written");
         let mut dead = self.state.dead.lock();
         let now = Instant::now();
         dead.retain(|_, (_, expires)| *expires > now);

@@ -17,6 +17,7 @@ use hipache_schema::{Frontend, PathMatch};
 
 use crate::config::{Config, Driver};
 use crate::error::ProxyError;
+use crate::metrics::{LookupOutcome, Metrics};
 
 pub use deadmark::DeadMark;
 pub use file::FileStore;
@@ -79,6 +80,17 @@ pub fn resolve(candidates: &[Candidate], request_dead: &[usize], path: &str) -> 
     None
 }
 
+/// How a lookup ended, for the metrics.
+pub fn outcome(host: &str, result: &Result<Option<Route>, ProxyError>) -> LookupOutcome {
+    match result {
+        Err(_) => LookupOutcome::Error,
+        Ok(None) => LookupOutcome::NotFound,
+        Ok(Some(r)) if r.frontend_host == "*" => LookupOutcome::CatchAll,
+        Ok(Some(r)) if r.frontend_host == host => LookupOutcome::Exact,
+        Ok(Some(_)) => LookupOutcome::Wildcard,
+    }
+}
+
 /// How long startup waits for the first Redis connection before serving
 /// anyway (with 503s until Redis is reachable).
 pub const STARTUP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -93,10 +105,10 @@ impl RouteStore {
     /// Opens the configured store. Redis that is not reachable yet is not
     /// an error: the store keeps connecting in the background and requests
     /// fail fast until it is up.
-    pub async fn open(config: &Config) -> Result<Arc<Self>, String> {
+    pub async fn open(config: &Config, metrics: Arc<Metrics>) -> Result<Arc<Self>, String> {
         Ok(Arc::new(match &config.driver {
             Driver::Redis { read, write } => {
-                let store = RedisStore::open(read, write, config)?;
+                let store = RedisStore::open(read, write, config, metrics)?;
                 if !store.wait_connected(STARTUP_WAIT).await {
                     tracing::warn!(
                         "Redis not reachable yet: starting anyway; requests fail fast until it is"
@@ -104,9 +116,11 @@ impl RouteStore {
                 }
                 RouteStore::Redis(store)
             }
-            Driver::File(path) => {
-                RouteStore::File(FileStore::open(path.clone(), config.dead_backend_ttl)?)
-            }
+            Driver::File(path) => RouteStore::File(FileStore::open(
+                path.clone(),
+                config.dead_backend_ttl,
+                metrics,
+            )?),
         }))
     }
 
@@ -115,6 +129,13 @@ impl RouteStore {
         match self {
             RouteStore::Redis(s) => s.lookup(host, path).await,
             RouteStore::File(s) => Ok(s.lookup(host, path)),
+        }
+    }
+
+    /// Updates gauges that are read rather than counted (before a scrape).
+    pub fn refresh_gauges(&self) {
+        if let RouteStore::Redis(s) = self {
+            s.refresh_gauges();
         }
     }
 

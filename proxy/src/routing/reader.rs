@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use super::cache::{Mode, RouteCache};
 use super::redis::connection_info;
 use crate::config::RedisUrl;
+use crate::metrics::Metrics;
 
 /// One connection attempt at most this long.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -32,13 +33,19 @@ pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
 
 pub struct ReadConn {
     slot: RwLock<Option<MultiplexedConnection>>,
+    metrics: Arc<Metrics>,
     connected: watch::Sender<bool>,
     trouble: Notify,
     stale_logged: AtomicBool,
 }
 
 impl ReadConn {
-    pub fn start(url: &RedisUrl, keys: Keys, cache: Arc<RouteCache>) -> Result<Arc<Self>, String> {
+    pub fn start(
+        url: &RedisUrl,
+        keys: Keys,
+        cache: Arc<RouteCache>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, String> {
         let tracking = cache.mode() == Mode::Tracking;
         let mut info = connection_info(url)?;
         if tracking {
@@ -51,6 +58,7 @@ impl ReadConn {
         let client = redis::Client::open(info).map_err(|e| format!("read Redis: {e}"))?;
         let this = Arc::new(Self {
             slot: RwLock::new(None),
+            metrics,
             connected: watch::Sender::new(false),
             trouble: Notify::new(),
             stale_logged: AtomicBool::new(false),
@@ -97,8 +105,10 @@ impl ReadConn {
     fn set(&self, conn: Option<MultiplexedConnection>) {
         let up = conn.is_some();
         *self.slot.write() = conn;
+        self.metrics.redis_connected.set(i64::from(up));
         if up {
             self.stale_logged.store(false, Ordering::Release);
+            self.metrics.staleness.set(0);
         }
         self.connected.send_replace(up);
     }

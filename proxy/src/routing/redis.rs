@@ -15,6 +15,7 @@ use super::reader::ReadConn;
 use super::{deadmark, resolve, Candidate, DeadMark, Route};
 use crate::config::{Config, RedisUrl, RouteCacheMode};
 use crate::error::ProxyError;
+use crate::metrics::Metrics;
 
 /// How long a request waits for Redis before failing. Redis answers a
 /// lookup in well under a millisecond; past this it is overloaded or gone,
@@ -121,29 +122,37 @@ pub(crate) fn connection_info(url: &RedisUrl) -> Result<redis::ConnectionInfo, S
 
 pub struct RedisStore {
     read: Arc<ReadConn>,
+    metrics: Arc<Metrics>,
     keys: Keys,
     cache: Arc<RouteCache>,
     marks: mpsc::Sender<DeadMark>,
 }
 
 impl RedisStore {
-    pub fn open(read: &RedisUrl, write: &RedisUrl, config: &Config) -> Result<Self, String> {
+    pub fn open(
+        read: &RedisUrl,
+        write: &RedisUrl,
+        config: &Config,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
         let keys = Keys::new(read.prefix.clone());
         let (mode, capacity) = match (config.route_cache, config.lru_cache) {
             (RouteCacheMode::Tracking, _) => (Mode::Tracking, cache::DEFAULT_CAPACITY),
             (RouteCacheMode::Strict, Some(lru)) => (Mode::Ttl(lru.ttl), lru.size.max(1)),
             (RouteCacheMode::Strict, None) => (Mode::Strict, cache::DEFAULT_CAPACITY),
         };
-        let cache = Arc::new(RouteCache::new(mode, capacity));
-        let read_conn = ReadConn::start(read, keys.clone(), cache.clone())?;
+        let cache = Arc::new(RouteCache::new(mode, capacity, metrics.clone()));
+        let read_conn = ReadConn::start(read, keys.clone(), cache.clone(), metrics.clone())?;
         let write_conn = Connector::start(write, "write")?;
         let marks = deadmark::spawn_redis_writer(
             write_conn,
             Keys::new(write.prefix.clone()),
             config.dead_backend_ttl.as_secs(),
+            metrics.clone(),
         );
         Ok(Self {
             read: read_conn,
+            metrics,
             keys,
             cache,
             marks,
@@ -155,19 +164,29 @@ impl RedisStore {
     /// answer (bounded staleness) or a fast failure.
     pub async fn lookup(&self, host: &str, path: &str) -> Result<Option<Route>, ProxyError> {
         if let Some(hit) = self.cache.fresh(host) {
+            self.metrics.cache("hit");
             return Ok(resolve(&hit.candidates, &hit.request_dead, path));
+        }
+        if self.cache.mode() != Mode::Strict {
+            self.metrics.cache("miss");
         }
         let Some(conn) = self.read.get() else {
             return self.stale(host, path, "not connected");
         };
         let epoch = self.cache.epoch();
-        match self.query(conn, host).await {
+        let started = std::time::Instant::now();
+        let result = self.query(conn, host).await;
+        self.metrics
+            .redis_duration
+            .observe(started.elapsed().as_secs_f64());
+        match result {
             Ok(lookup) => {
                 let route = resolve(&lookup.candidates, &lookup.request_dead, path);
                 self.cache.insert(host, Arc::new(lookup), epoch);
                 Ok(route)
             }
             Err(e) => {
+                self.metrics.redis_errors.inc();
                 self.read.report_failure();
                 self.stale(host, path, &e.to_string())
             }
@@ -177,6 +196,11 @@ impl RedisStore {
     fn stale(&self, host: &str, path: &str, why: &str) -> Result<Option<Route>, ProxyError> {
         match self.cache.stale(host) {
             Some((hit, age)) => {
+                self.metrics.cache("stale");
+                let age_secs = age.as_secs() as i64;
+                if age_secs > self.metrics.staleness.get() {
+                    self.metrics.staleness.set(age_secs);
+                }
                 if self.read.first_stale_of_outage() {
                     tracing::warn!(error = why, age = ?age, "Redis unreachable: serving last known routes");
                 }
@@ -224,6 +248,11 @@ impl RedisStore {
     /// Routes are readable: Redis is connected, or known routes are cached.
     pub fn is_ready(&self) -> bool {
         self.read.is_connected() || !self.cache.is_empty()
+    }
+
+    /// Updates gauges that are read rather than counted.
+    pub fn refresh_gauges(&self) {
+        self.metrics.cache_entries.set(self.cache.len() as i64);
     }
 
     /// Waits for the read connection.

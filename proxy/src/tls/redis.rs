@@ -19,20 +19,23 @@ use futures_util::StreamExt;
 use hipache_schema::keys::{TLS_CERT_FIELD, TLS_CHANNEL, TLS_KEY_FIELD};
 use hipache_schema::Keys;
 use parking_lot::Mutex;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 
 use super::certs;
 use super::store::{normalize, CertStore, Names, Source};
 use crate::config::RedisUrl;
-use crate::routing::redis::{connection_info, Connector};
+use crate::routing::redis::connection_info;
 
 /// Full rescan period: how long a missed `tls` message can go unnoticed.
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Pause before re-subscribing after the pub/sub connection failed.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(2);
+
+/// Bound on one Redis command or connection attempt of this source.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Keys asked per SCAN step.
 const SCAN_COUNT: usize = 200;
@@ -46,7 +49,9 @@ type Fields = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 struct RedisCerts {
     store: Weak<CertStore>,
-    conn: Arc<Connector>,
+    client: redis::Client,
+    /// Made on first use; it reconnects by itself afterwards.
+    conn: tokio::sync::Mutex<Option<ConnectionManager>>,
     keys: Keys,
     provider: Arc<CryptoProvider>,
     loaded: Mutex<Loaded>,
@@ -65,10 +70,10 @@ pub fn spawn(
 ) -> Result<(), String> {
     let client =
         redis::Client::open(connection_info(url)?).map_err(|e| format!("tls Redis: {e}"))?;
-    let conn = Connector::start(url, "tls")?;
     let this = Arc::new(RedisCerts {
         store: Arc::downgrade(store),
-        conn,
+        client: client.clone(),
+        conn: tokio::sync::Mutex::new(None),
         keys: Keys::new(url.prefix.clone()),
         provider,
         loaded: Mutex::default(),
@@ -167,13 +172,27 @@ impl RedisCerts {
         }
     }
 
-    fn conn(&self) -> Result<ConnectionManager, String> {
-        self.conn.get().ok_or_else(|| "not connected".to_owned())
+    /// The command connection (its own, so that certificate scans never
+    /// queue behind request lookups).
+    async fn conn(&self) -> Result<ConnectionManager, String> {
+        let mut conn = self.conn.lock().await;
+        if let Some(c) = conn.as_ref() {
+            return Ok(c.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(1);
+        let c = ConnectionManager::new_with_config(self.client.clone(), config)
+            .await
+            .map_err(|e| e.to_string())?;
+        *conn = Some(c.clone());
+        Ok(c)
     }
 
     /// Re-reads one `tls:<host>` hash.
     async fn reload_host(&self, host: &str) -> Result<(), String> {
-        let mut conn = self.conn()?;
+        let mut conn = self.conn().await?;
         let (cert, key): Fields = redis::cmd("HMGET")
             .arg(self.keys.tls(host))
             .arg(TLS_CERT_FIELD)
@@ -204,7 +223,7 @@ impl RedisCerts {
 
     /// SCANs every `tls:` key and replaces the whole Redis source.
     async fn full_scan(&self) -> Result<(), String> {
-        let mut conn = self.conn()?;
+        let mut conn = self.conn().await?;
         let pattern = format!("{}tls:*", glob_escape(self.keys.prefix()));
         let mut cursor: u64 = 0;
         let mut seen: HashSet<String> = HashSet::new();

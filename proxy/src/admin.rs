@@ -1,0 +1,88 @@
+//! The admin listener, separate from traffic: `/metrics` (Prometheus text
+//! format), `/healthz` (the process is alive) and `/readyz` (listeners
+//! bound, routes readable, not draining).
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+use crate::forward::Shared;
+
+/// Readiness inputs that are not in [`Shared`].
+#[derive(Debug, Default)]
+pub struct State {
+    /// Set when SIGTERM starts the drain: Kubernetes stops sending traffic
+    /// before connections are closed.
+    pub draining: AtomicBool,
+}
+
+/// Serves the admin endpoints until the task is dropped.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, state: Arc<State>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (shared, state) = (shared.clone(), state.clone());
+        let service = service_fn(move |req| {
+            let resp = answer(&shared, &state, &req);
+            async move { Ok::<_, Infallible>(resp) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+}
+
+fn answer(shared: &Shared, state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            shared.store.refresh_gauges();
+            let mut resp = text(StatusCode::OK, shared.metrics.render());
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            if state.draining.load(Ordering::Acquire) {
+                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            } else if !shared.store.is_ready() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "routes not readable\n")
+            } else {
+                text(StatusCode::OK, "ready\n")
+            }
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: /metrics, /healthz, /readyz\n",
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}

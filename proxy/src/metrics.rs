@@ -1,0 +1,439 @@
+//! Prometheus metrics: every family the proxy exports, named in one place.
+//!
+//! Labels come from bounded sets only (status class, method, error kind,
+//! lookup outcome): never a raw host, path or client address. Per-frontend
+//! series exist only when enabled, keyed by frontend identifier and capped,
+//! with the rest counted under `other`.
+//!
+//! Each proxy owns its registry (several proxies can run in one test
+//! process without mixing their numbers).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use parking_lot::Mutex;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric name, for docs/metrics.md and the dashboard checks.
+pub mod names {
+    pub const REQUESTS: &str = "hipache_requests_total";
+    pub const REQUEST_DURATION: &str = "hipache_request_duration_seconds";
+    pub const UPSTREAM_DURATION: &str = "hipache_upstream_duration_seconds";
+    pub const REQUEST_BYTES: &str = "hipache_request_bytes_total";
+    pub const RESPONSE_BYTES: &str = "hipache_response_bytes_total";
+    pub const CONNECTIONS_OPEN: &str = "hipache_client_connections";
+    pub const CONNECTIONS: &str = "hipache_client_connections_total";
+    pub const IN_FLIGHT: &str = "hipache_requests_in_flight";
+    pub const TUNNELS_OPEN: &str = "hipache_websocket_tunnels";
+    pub const TUNNELS: &str = "hipache_websocket_tunnels_total";
+    pub const TLS_HANDSHAKES: &str = "hipache_tls_handshakes_total";
+    pub const TLS_HANDSHAKE_FAILURES: &str = "hipache_tls_handshake_failures_total";
+    pub const UPSTREAM_ERRORS: &str = "hipache_upstream_errors_total";
+    pub const RETRIES: &str = "hipache_retries_total";
+    pub const DEAD_MARKS: &str = "hipache_dead_marks_total";
+    pub const DEAD_SKIPPED: &str = "hipache_dead_backends_skipped_total";
+    pub const ROUTE_LOOKUPS: &str = "hipache_route_lookups_total";
+    pub const REDIS_DURATION: &str = "hipache_redis_request_duration_seconds";
+    pub const REDIS_ERRORS: &str = "hipache_redis_errors_total";
+    pub const REDIS_CONNECTED: &str = "hipache_redis_connected";
+    pub const CACHE: &str = "hipache_route_cache_total";
+    pub const CACHE_INVALIDATIONS: &str = "hipache_route_cache_invalidations_total";
+    pub const CACHE_ENTRIES: &str = "hipache_route_cache_entries";
+    pub const STALENESS: &str = "hipache_route_staleness_seconds";
+    pub const WORKER_RESTARTS: &str = "hipache_worker_restarts_total";
+    pub const MEMORY_RECYCLES: &str = "hipache_memory_recycles_total";
+    pub const BUILD_INFO: &str = "hipache_build_info";
+    pub const FRONTEND_REQUESTS: &str = "hipache_frontend_requests_total";
+
+    /// Every family, in the order of docs/metrics.md.
+    pub const ALL: &[&str] = &[
+        REQUESTS,
+        REQUEST_DURATION,
+        UPSTREAM_DURATION,
+        REQUEST_BYTES,
+        RESPONSE_BYTES,
+        CONNECTIONS_OPEN,
+        CONNECTIONS,
+        IN_FLIGHT,
+        TUNNELS_OPEN,
+        TUNNELS,
+        TLS_HANDSHAKES,
+        TLS_HANDSHAKE_FAILURES,
+        UPSTREAM_ERRORS,
+        RETRIES,
+        DEAD_MARKS,
+        DEAD_SKIPPED,
+        ROUTE_LOOKUPS,
+        REDIS_DURATION,
+        REDIS_ERRORS,
+        REDIS_CONNECTED,
+        CACHE,
+        CACHE_INVALIDATIONS,
+        CACHE_ENTRIES,
+        STALENESS,
+        WORKER_RESTARTS,
+        MEMORY_RECYCLES,
+        BUILD_INFO,
+        FRONTEND_REQUESTS,
+    ];
+}
+
+/// Label for per-frontend series beyond the cap.
+pub const OTHER_FRONTEND: &str = "other";
+
+/// Latency buckets, in seconds: sub-millisecond proxying to slow backends.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Redis round trips are much faster.
+const REDIS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0,
+];
+
+/// Why an upstream exchange failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    Refused,
+    ConnectTimeout,
+    Timeout,
+    Reset,
+    Status5xx,
+    Other,
+}
+
+impl UpstreamErrorKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Refused => "refused",
+            UpstreamErrorKind::ConnectTimeout => "connect_timeout",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Reset => "reset",
+            UpstreamErrorKind::Status5xx => "5xx",
+            UpstreamErrorKind::Other => "other",
+        }
+    }
+}
+
+/// How a lookup ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupOutcome {
+    Exact,
+    Wildcard,
+    CatchAll,
+    NotFound,
+    Error,
+}
+
+impl LookupOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            LookupOutcome::Exact => "exact",
+            LookupOutcome::Wildcard => "wildcard",
+            LookupOutcome::CatchAll => "catch_all",
+            LookupOutcome::NotFound => "not_found",
+            LookupOutcome::Error => "error",
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    pub upstream_duration: Histogram,
+    pub request_bytes: IntCounter,
+    pub response_bytes: IntCounter,
+    connections_open: IntGaugeVec,
+    connections: IntCounterVec,
+    pub in_flight: IntGauge,
+    pub tunnels_open: IntGauge,
+    pub tunnels: IntCounter,
+    pub tls_handshakes: IntCounter,
+    pub tls_handshake_failures: IntCounter,
+    upstream_errors: IntCounterVec,
+    pub retries: IntCounter,
+    dead_marks: IntCounterVec,
+    pub dead_skipped: IntCounter,
+    route_lookups: IntCounterVec,
+    pub redis_duration: Histogram,
+    pub redis_errors: IntCounter,
+    pub redis_connected: IntGauge,
+    cache: IntCounterVec,
+    pub cache_invalidations: IntCounter,
+    pub cache_entries: IntGauge,
+    pub staleness: IntGauge,
+    pub worker_restarts: IntCounter,
+    pub memory_recycles: IntCounter,
+    frontend_requests: Option<IntCounterVec>,
+    frontend_cap: usize,
+    frontends_seen: Mutex<HashSet<String>>,
+}
+
+impl Metrics {
+    /// `per_frontend`: the most frontends given their own series (0: none).
+    pub fn new(per_frontend: usize) -> Self {
+        let registry = Registry::new();
+        let r = &registry;
+        let frontend_requests = (per_frontend > 0).then(|| {
+            counter_vec(r, names::FRONTEND_REQUESTS, "Requests by frontend identifier (capped; the rest under \"other\") and status class.", &["frontend", "class"])
+        });
+        let build_info = gauge_vec(
+            r,
+            names::BUILD_INFO,
+            "Always 1; labels carry the version.",
+            &["version"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        Self {
+            requests: counter_vec(r, names::REQUESTS, "Requests answered, by status class and method.", &["class", "method"]),
+            request_duration: histogram_vec(r, names::REQUEST_DURATION, "Time from request to response headers, by status class.", &["class"], LATENCY_BUCKETS),
+            upstream_duration: histogram(r, names::UPSTREAM_DURATION, "Time from sending to a backend to its response headers.", LATENCY_BUCKETS),
+            request_bytes: counter(r, names::REQUEST_BYTES, "Request body bytes received from clients and sent upstream."),
+            response_bytes: counter(r, names::RESPONSE_BYTES, "Response body bytes sent to clients."),
+            connections_open: gauge_vec(r, names::CONNECTIONS_OPEN, "Client connections open, by listener kind.", &["listener"]),
+            connections: counter_vec(r, names::CONNECTIONS, "Client connections accepted, by listener kind.", &["listener"]),
+            in_flight: gauge(r, names::IN_FLIGHT, "Requests being handled."),
+            tunnels_open: gauge(r, names::TUNNELS_OPEN, "WebSocket (upgraded) tunnels open."),
+            tunnels: counter(r, names::TUNNELS, "WebSocket (upgraded) tunnels established."),
+            tls_handshakes: counter(r, names::TLS_HANDSHAKES, "TLS handshakes completed."),
+            tls_handshake_failures: counter(r, names::TLS_HANDSHAKE_FAILURES, "TLS handshakes that failed or timed out."),
+            upstream_errors: counter_vec(r, names::UPSTREAM_ERRORS, "Failed upstream exchanges, by kind.", &["kind"]),
+            retries: counter(r, names::RETRIES, "Requests retried on another backend after a connection failure."),
+            dead_marks: counter_vec(r, names::DEAD_MARKS, "Dead marks, by what was done: written (SADD+EXPIRE+PUBLISH), published (checker active), dropped.", &["result"]),
+            dead_skipped: counter(r, names::DEAD_SKIPPED, "Backends skipped because they were marked dead."),
+            route_lookups: counter_vec(r, names::ROUTE_LOOKUPS, "Route lookups, by outcome.", &["outcome"]),
+            redis_duration: histogram(r, names::REDIS_DURATION, "Redis lookup round-trip time.", REDIS_BUCKETS),
+            redis_errors: counter(r, names::REDIS_ERRORS, "Redis lookups that failed or timed out."),
+            redis_connected: gauge(r, names::REDIS_CONNECTED, "1 while the route connection to Redis is up."),
+            cache: counter_vec(r, names::CACHE, "Route cache use: hit, miss, or stale (served from memory while Redis is unreachable).", &["result"]),
+            cache_invalidations: counter(r, names::CACHE_INVALIDATIONS, "Route cache invalidations received from Redis (or on reconnection)."),
+            cache_entries: gauge(r, names::CACHE_ENTRIES, "Hosts held in the route cache."),
+            staleness: gauge(r, names::STALENESS, "Age in seconds of the oldest route served from memory during the current Redis outage; 0 when Redis is reachable."),
+            worker_restarts: counter(r, names::WORKER_RESTARTS, "Worker processes restarted by the master."),
+            memory_recycles: counter(r, names::MEMORY_RECYCLES, "Workers recycled for exceeding the memory limit."),
+            frontend_requests,
+            frontend_cap: per_frontend,
+            frontends_seen: Mutex::default(),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = Vec::with_capacity(16 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// One answered request.
+    pub fn request(
+        &self,
+        status: StatusCode,
+        method: &Method,
+        duration: Duration,
+        identifier: Option<&str>,
+    ) {
+        let class = status_class(status);
+        self.requests
+            .with_label_values(&[class, method_label(method)])
+            .inc();
+        self.request_duration
+            .with_label_values(&[class])
+            .observe(duration.as_secs_f64());
+        if let (Some(vec), Some(id)) = (&self.frontend_requests, identifier) {
+            vec.with_label_values(&[self.frontend_label(id), class])
+                .inc();
+        }
+    }
+
+    fn frontend_label<'a>(&self, id: &'a str) -> &'a str {
+        let mut seen = self.frontends_seen.lock();
+        if seen.contains(id) {
+            return id;
+        }
+        if seen.len() < self.frontend_cap {
+            seen.insert(id.to_owned());
+            return id;
+        }
+        OTHER_FRONTEND
+    }
+
+    pub fn connection_opened(&self, tls: bool) {
+        let l = if tls { "https" } else { "http" };
+        self.connections.with_label_values(&[l]).inc();
+        self.connections_open.with_label_values(&[l]).inc();
+    }
+
+    pub fn connection_closed(&self, tls: bool) {
+        self.connections_open
+            .with_label_values(&[if tls { "https" } else { "http" }])
+            .dec();
+    }
+
+    pub fn upstream_error(&self, kind: UpstreamErrorKind) {
+        self.upstream_errors
+            .with_label_values(&[kind.label()])
+            .inc();
+    }
+
+    pub fn dead_mark(&self, result: &'static str) {
+        self.dead_marks.with_label_values(&[result]).inc();
+    }
+
+    pub fn lookup(&self, outcome: LookupOutcome) {
+        self.route_lookups
+            .with_label_values(&[outcome.label()])
+            .inc();
+    }
+
+    pub fn cache(&self, result: &'static str) {
+        self.cache.with_label_values(&[result]).inc();
+    }
+}
+
+pub fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
+    // Names are fixed and unique: registration only fails on a duplicate,
+    // which the unit test below rules out.
+    if let Err(e) = r.register(Box::new(m.clone())) {
+        tracing::error!(error = %e, "metric registration failed");
+    }
+    m
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    register(
+        r,
+        IntCounter::with_opts(Opts::new(name, help)).unwrap_or_else(|_| unreachable_metric(name)),
+    )
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels)
+            .unwrap_or_else(|_| unreachable_metric(name)),
+    )
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    register(
+        r,
+        IntGauge::with_opts(Opts::new(name, help)).unwrap_or_else(|_| unreachable_metric(name)),
+    )
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(
+        r,
+        IntGaugeVec::new(Opts::new(name, help), labels)
+            .unwrap_or_else(|_| unreachable_metric(name)),
+    )
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    register(
+        r,
+        Histogram::with_opts(opts).unwrap_or_else(|_| unreachable_metric(name)),
+    )
+}
+
+fn histogram_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    register(
+        r,
+        HistogramVec::new(opts, labels).unwrap_or_else(|_| unreachable_metric(name)),
+    )
+}
+
+/// Metric options are compile-time constants; an invalid one is a bug
+/// caught by the unit tests, never by input.
+#[allow(clippy::panic)]
+fn unreachable_metric(name: &str) -> ! {
+    panic!("invalid metric definition: {name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_exported_and_named_in_one_place() {
+        let m = Metrics::new(2);
+        // Touch the vectors so their families appear.
+        m.request(
+            StatusCode::OK,
+            &Method::GET,
+            Duration::from_millis(1),
+            Some("a"),
+        );
+        m.connection_opened(false);
+        m.upstream_error(UpstreamErrorKind::Refused);
+        m.dead_mark("written");
+        m.lookup(LookupOutcome::Exact);
+        m.cache("hit");
+        let text = m.render();
+        for name in names::ALL {
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} missing from /metrics"
+            );
+        }
+        let exported = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        assert_eq!(
+            exported,
+            names::ALL.len(),
+            "a family is exported but not listed in names::ALL"
+        );
+    }
+
+    #[test]
+    fn per_frontend_series_are_capped() {
+        let m = Metrics::new(2);
+        for id in ["a", "b", "c", "d", "a"] {
+            m.request(StatusCode::OK, &Method::GET, Duration::ZERO, Some(id));
+        }
+        let text = m.render();
+        assert!(text.contains("frontend=\"a\""));
+        assert!(text.contains("frontend=\"b\""));
+        assert!(!text.contains("frontend=\"c\""));
+        assert!(text.contains("frontend=\"other\""));
+    }
+}
