@@ -94,6 +94,19 @@ const REDIS_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0,
 ];
 
+/// Values of the `class` label.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// Values of the `method` label.
+const METHOD_LABELS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other",
+];
+/// Values of the `listener` label.
+const LISTENERS: [&str; 2] = ["http", "https"];
+/// Values of the `result` label of dead marks.
+const DEAD_MARK_RESULTS: [&str; 3] = ["written", "published", "dropped"];
+/// Values of the `result` label of the route cache.
+const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "stale"];
+
 /// Why an upstream exchange failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamErrorKind {
@@ -106,6 +119,15 @@ pub enum UpstreamErrorKind {
 }
 
 impl UpstreamErrorKind {
+    pub const ALL: [UpstreamErrorKind; 6] = [
+        UpstreamErrorKind::Refused,
+        UpstreamErrorKind::ConnectTimeout,
+        UpstreamErrorKind::Timeout,
+        UpstreamErrorKind::Reset,
+        UpstreamErrorKind::Status5xx,
+        UpstreamErrorKind::Other,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             UpstreamErrorKind::Refused => "refused",
@@ -129,6 +151,14 @@ pub enum LookupOutcome {
 }
 
 impl LookupOutcome {
+    pub const ALL: [LookupOutcome; 5] = [
+        LookupOutcome::Exact,
+        LookupOutcome::Wildcard,
+        LookupOutcome::CatchAll,
+        LookupOutcome::NotFound,
+        LookupOutcome::Error,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             LookupOutcome::Exact => "exact",
@@ -190,7 +220,7 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        Self {
+        let m = Self {
             requests: counter_vec(r, names::REQUESTS, "Requests answered, by status class and method.", &["class", "method"]),
             request_duration: histogram_vec(r, names::REQUEST_DURATION, "Time from request to response headers, by status class.", &["class"], LATENCY_BUCKETS),
             upstream_duration: histogram(r, names::UPSTREAM_DURATION, "Time from sending to a backend to its response headers.", LATENCY_BUCKETS),
@@ -221,6 +251,36 @@ impl Metrics {
             frontend_cap: per_frontend,
             frontends_seen: Mutex::default(),
             registry,
+        };
+        m.zero_bounded_series();
+        m
+    }
+
+    /// Creates every series of the bounded label sets at 0, so that each
+    /// family is exported from the first scrape and `rate()`/`increase()`
+    /// see the first event (a series born at 1 hides that increment).
+    fn zero_bounded_series(&self) {
+        for class in STATUS_CLASSES {
+            let _ = self.request_duration.with_label_values(&[class]);
+            for method in METHOD_LABELS {
+                let _ = self.requests.with_label_values(&[class, method]);
+            }
+        }
+        for listener in LISTENERS {
+            let _ = self.connections.with_label_values(&[listener]);
+            let _ = self.connections_open.with_label_values(&[listener]);
+        }
+        for kind in UpstreamErrorKind::ALL {
+            let _ = self.upstream_errors.with_label_values(&[kind.label()]);
+        }
+        for result in DEAD_MARK_RESULTS {
+            let _ = self.dead_marks.with_label_values(&[result]);
+        }
+        for outcome in LookupOutcome::ALL {
+            let _ = self.route_lookups.with_label_values(&[outcome.label()]);
+        }
+        for result in CACHE_RESULTS {
+            let _ = self.cache.with_label_values(&[result]);
         }
     }
 
@@ -422,6 +482,22 @@ mod tests {
             names::ALL.len(),
             "a family is exported but not listed in names::ALL"
         );
+    }
+
+    #[test]
+    fn bounded_families_are_exported_before_any_event() {
+        let text = Metrics::new(0).render();
+        for name in names::ALL
+            .iter()
+            .filter(|n| **n != names::FRONTEND_REQUESTS)
+        {
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} missing from a fresh /metrics"
+            );
+        }
+        assert!(text.contains(r#"hipache_upstream_errors_total{kind="refused"} 0"#));
+        assert!(!text.contains(names::FRONTEND_REQUESTS));
     }
 
     #[test]

@@ -20,6 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::accesslog::AccessLog;
+use tracing::Instrument;
+
 use crate::admin;
 use crate::config::{Config, Driver};
 use crate::error::ErrorPages;
@@ -306,8 +308,12 @@ async fn accept_loop(
                 let builder = builder.clone();
                 tokio::spawn(async move {
                     let timeout = shared.config.tls_handshake_timeout;
-                    if let Some(stream) = tls_handshake(&acceptor, stream, peer, timeout).await {
-                        serve_connection(stream, info, shared, &builder, watcher);
+                    match tls_handshake(&acceptor, stream, peer, timeout).await {
+                        Some(stream) => {
+                            shared.metrics.tls_handshakes.inc();
+                            serve_connection(stream, info, shared, &builder, watcher);
+                        }
+                        None => shared.metrics.tls_handshake_failures.inc(),
                     }
                 });
             }
@@ -353,17 +359,24 @@ fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let peer = info.peer;
+    let metrics = shared.metrics.clone();
+    let span = tracing::debug_span!("conn", peer = %info.peer, local = %info.local, tls = info.tls);
     let service = service_fn(move |req| forward::handle(shared.clone(), info, req));
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .into_owned();
     let conn = watcher.watch(conn);
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(peer = %peer, error = %e, "client connection ended with an error");
+    metrics.connection_opened(info.tls);
+    tokio::spawn(
+        async move {
+            if let Err(e) = conn.await {
+                // Clients hang up, time out and send garbage all the time.
+                tracing::debug!(error = %e, "client connection ended with an error");
+            }
+            metrics.connection_closed(info.tls);
         }
-    });
+        .instrument(span),
+    );
 }
 
 /// A listening socket with `SO_REUSEADDR`, IPv6 sockets IPv6-only (so

@@ -9,6 +9,7 @@ pub mod upgrade;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -163,7 +164,8 @@ async fn forward(
     let mut last_error = None;
     let upgrade = upgrade::requested(req.headers());
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-    let upstream_req = upstream_request(shared, conn, req, upgrade);
+    let client_body_failed = Arc::new(AtomicBool::new(false));
+    let upstream_req = upstream_request(shared, conn, req, upgrade, client_body_failed.clone());
     let skipped = route
         .frontend
         .group(route.group.as_ref())
@@ -200,7 +202,16 @@ async fn forward(
         return Err(ProxyError::NoBackend);
     };
     let backend_start = Instant::now();
-    let (resp, upstream_conn) = send(shared, url, upstream_conn, upstream_req).await.map_err(|e| {
+    let sent = send(shared, url, upstream_conn, upstream_req).await;
+    // A body the client framed badly (an invalid chunk) fails the upstream
+    // send too: that is the client's error, not the backend's.
+    let sent = match sent {
+        Err(_) if client_body_failed.load(Ordering::Acquire) => {
+            Err(ProxyError::BadRequest("malformed request body"))
+        }
+        other => other,
+    };
+    let (resp, upstream_conn) = sent.map_err(|e| {
         tracing::warn!(frontend = %route.frontend_host, backend = %url, error = %e, "backend failed");
         if let Some(kind) = e.upstream_kind() {
             shared.metrics.upstream_error(kind);
@@ -361,6 +372,7 @@ fn upstream_request(
     conn: &ConnInfo,
     req: Request<Incoming>,
     upgrade: Option<HeaderValue>,
+    client_body_failed: Arc<AtomicBool>,
 ) -> Request<upstream::pool::UpstreamBody> {
     let (mut parts, body) = req.into_parts();
     if !parts.headers.contains_key(header::HOST) {
@@ -393,12 +405,17 @@ fn upstream_request(
     }
     .apply(&mut parts.headers);
     let metrics = shared.metrics.clone();
-    let body = body.map_frame(move |frame| {
-        if let Some(d) = frame.data_ref() {
-            metrics.request_bytes.inc_by(d.len() as u64);
-        }
-        frame
-    });
+    let body = body
+        .map_err(move |e| {
+            client_body_failed.store(true, Ordering::Release);
+            e
+        })
+        .map_frame(move |frame| {
+            if let Some(d) = frame.data_ref() {
+                metrics.request_bytes.inc_by(d.len() as u64);
+            }
+            frame
+        });
     let body = match shared.config.max_body_size {
         Some(limit) => http_body_util::Limited::new(body, limit as usize).boxed_unsync(),
         None => body.map_err(Into::into).boxed_unsync(),
@@ -494,6 +511,12 @@ fn error_response(
     } else {
         shared.pages.response(status)
     };
+    // After a malformed or refused request the connection's framing can
+    // no longer be trusted: answer, then close.
+    if matches!(e, ProxyError::BadRequest(_) | ProxyError::BodyTooLarge) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if ex.debug {
         set(resp.headers_mut(), &X_DEBUG_ERROR, e.reason());
     }
