@@ -33,6 +33,8 @@ pub enum ProxyError {
     UpstreamTimeout,
     #[error("request body too large")]
     BodyTooLarge,
+    #[error("request URI too long")]
+    UriTooLong,
     #[error("request rejected: {0}")]
     BadRequest(&'static str),
 }
@@ -53,6 +55,7 @@ impl ProxyError {
             }
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
         }
     }
 
@@ -98,6 +101,7 @@ impl ProxyError {
             ProxyError::Upstream(_) => "upstream error",
             ProxyError::UpstreamTimeout => "upstream timeout",
             ProxyError::BodyTooLarge => "body too large",
+            ProxyError::UriTooLong => "URI too long",
             ProxyError::BadRequest(why) => why,
         }
     }

@@ -21,6 +21,8 @@
 //! - [`metrics`]: every Prometheus metric, named in one place.
 //! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`).
 //! - [`shutdown`]: signals and draining.
+//! - [`process`]: one process, or a master and its workers: sockets passed
+//!   to workers, restarts, the memory watch, privilege drop.
 
 pub mod accesslog;
 pub mod admin;
@@ -29,6 +31,7 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod metrics;
+pub mod process;
 pub mod routing;
 pub mod server;
 pub mod shutdown;

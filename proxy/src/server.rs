@@ -5,6 +5,18 @@
 //! task (bounded by `tlsHandshakeTimeout`) before it is served exactly as a
 //! plain one, by hyper-util's auto builder (HTTP/2 when the client speaks
 //! it: ALPN `h2` or prior knowledge, HTTP/1.1 otherwise).
+//!
+//! Drain ([`Proxy::serve`] once its shutdown future completes): `/readyz`
+//! answers 503 at once, the accept loops stop (in a worker, the shared
+//! listening sockets stay open in the master and the other workers, so no
+//! queued connection is lost), then hyper-util's `GracefulShutdown` sends
+//! HTTP/2 GOAWAY, closes idle keep-alive connections and closes busy ones
+//! after their in-flight request, all bounded by `drainTimeout`. Upgraded
+//! tunnels (WebSocket) are not HTTP connections any more: they stay open
+//! until the drain timeout ends, even when they are all that is left (a
+//! WebSocket application gets the whole drain to finish its exchange, as
+//! its HTTP neighbours do), then get a close frame (1001 "going away") and
+//! are closed. A tunnel that ends on its own ends the wait early.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,6 +49,11 @@ pub const BACKLOG: i32 = 4096;
 /// How long a request waits for a free backend connection (when
 /// `maxSockets` are all in use) before a 503.
 pub const POOL_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After the drain timeout, how long tunnels get to send their close frames
+/// and see the other side's answer (each lingers for at most twice
+/// [`forward::upgrade::CLOSE_LINGER`]).
+pub const TUNNEL_CLOSE_GRACE: Duration = Duration::from_secs(3);
 
 /// A proxy with its listeners bound and its route store open.
 pub struct Proxy {
@@ -71,21 +88,63 @@ pub enum StartError {
     Tls(String),
 }
 
+/// Listening sockets, bound but not yet served: what the master of a
+/// multi-process proxy passes to its workers (see [`crate::process`]).
+#[derive(Debug)]
+pub struct Listeners {
+    /// One per `config.http` address, in order.
+    pub http: Vec<std::net::TcpListener>,
+    /// One per `config.https` listener, in order.
+    pub https: Vec<std::net::TcpListener>,
+    /// The admin listener, when there is one.
+    pub admin: Option<std::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every listener of `config`: plain HTTP, HTTPS and admin.
+    pub fn bind(config: &Config) -> Result<Self, StartError> {
+        let bind =
+            |addr: SocketAddr| listen(addr).map_err(|source| StartError::Bind { addr, source });
+        let http = config
+            .http
+            .iter()
+            .map(|&a| bind(a))
+            .collect::<Result<_, _>>()?;
+        let https = config
+            .https
+            .iter()
+            .map(|l| bind(l.address))
+            .collect::<Result<_, _>>()?;
+        let admin = config.admin.map(bind).transpose()?;
+        Ok(Self { http, https, admin })
+    }
+}
+
 impl Proxy {
     /// Binds every configured listener and opens the route store. Must be
     /// called inside a tokio runtime.
-    pub async fn bind(mut config: Config) -> Result<Self, StartError> {
+    pub async fn bind(config: Config) -> Result<Self, StartError> {
+        let listeners = Listeners::bind(&config)?;
+        Self::from_listeners(config, listeners).await
+    }
+
+    /// Builds the proxy around sockets that are already bound (by
+    /// [`Listeners::bind`] in this process, or by a master): loads TLS
+    /// certificates, opens the route store and the access log. Must be
+    /// called inside a tokio runtime.
+    pub async fn from_listeners(mut config: Config, bound: Listeners) -> Result<Self, StartError> {
         let mut listeners = Vec::new();
         let mut http_addrs = Vec::new();
-        for &addr in &config.http {
-            let l = listen(addr).map_err(|source| StartError::Bind { addr, source })?;
+        for (i, l) in bound.http.into_iter().enumerate() {
+            let addr = config.http.get(i).copied().unwrap_or(UNSPECIFIED);
+            let l = tokio_listener(l, addr)?;
             http_addrs.push(
                 l.local_addr()
                     .map_err(|source| StartError::Bind { addr, source })?,
             );
             listeners.push(Listener { tcp: l, tls: None });
         }
-        let (certs, https_addrs) = bind_https(&mut config, &mut listeners)?;
+        let (certs, https_addrs) = bind_https(&mut config, bound.https, &mut listeners)?;
         let backend_tls =
             tls::client_config(config.backend_ca.as_deref(), config.backend_tls_verify)
                 .map_err(|e| StartError::Tls(format!("server.backendCa: {e}")))?;
@@ -94,9 +153,10 @@ impl Proxy {
                 "server.backendTlsVerify is false: https:// backends are not authenticated"
             );
         }
-        let (admin, admin_addr) = match config.admin {
-            Some(addr) => {
-                let l = listen(addr).map_err(|source| StartError::Bind { addr, source })?;
+        let (admin, admin_addr) = match bound.admin {
+            Some(l) => {
+                let addr = config.admin.unwrap_or(UNSPECIFIED);
+                let l = tokio_listener(l, addr)?;
                 let bound = l
                     .local_addr()
                     .map_err(|source| StartError::Bind { addr, source })?;
@@ -127,6 +187,7 @@ impl Proxy {
             pool,
             pages,
             access_log,
+            tunnel_close: tokio::sync::watch::channel(false).0,
         });
         Ok(Self {
             shared,
@@ -155,8 +216,9 @@ impl Proxy {
         &self.https_addrs
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and lets
-    /// connections finish, for at most the drain timeout.
+    /// Serves until `shutdown` completes, then drains (see the module
+    /// documentation): returns once every connection and tunnel is done,
+    /// at most the drain timeout plus [`TUNNEL_CLOSE_GRACE`] later.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -196,16 +258,55 @@ impl Proxy {
         }
         let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
         let drain = self.shared.config.drain_timeout;
-        if tokio::time::timeout(drain, graceful.shutdown())
+        let deadline = tokio::time::Instant::now() + drain;
+        // HTTP/2 connections get GOAWAY, idle HTTP/1 ones close, busy ones
+        // close after their in-flight request.
+        if tokio::time::timeout_at(deadline, graceful.shutdown())
             .await
             .is_err()
         {
             tracing::warn!(timeout = ?drain, "drain timeout reached; closing remaining connections");
         }
+        close_tunnels(&self.shared.tunnel_close, deadline).await;
         if let Some(t) = admin_task {
             t.abort();
         }
         Ok(())
+    }
+}
+
+/// Once the drain's HTTP connections are done: upgraded tunnels stay open
+/// until the drain deadline (they may end on their own), then get their
+/// close frames (see [`forward::upgrade`]) and at most
+/// [`TUNNEL_CLOSE_GRACE`] to finish.
+async fn close_tunnels(close: &tokio::sync::watch::Sender<bool>, deadline: tokio::time::Instant) {
+    let open = close.receiver_count();
+    if open == 0 {
+        return;
+    }
+    tracing::info!(
+        tunnels = open,
+        "waiting for upgraded tunnels until the drain timeout"
+    );
+    if tokio::time::timeout_at(deadline, close.closed())
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    tracing::info!(
+        tunnels = close.receiver_count(),
+        "drain timeout: closing upgraded tunnels (WebSocket 1001 going away)"
+    );
+    let _ = close.send(true);
+    if tokio::time::timeout(TUNNEL_CLOSE_GRACE, close.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            tunnels = close.receiver_count(),
+            "tunnels did not close in time"
+        );
     }
 }
 
@@ -231,6 +332,7 @@ fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
 /// of the proxy (the HTTPS redirect) sees real ports.
 fn bind_https(
     config: &mut Config,
+    sockets: Vec<std::net::TcpListener>,
     listeners: &mut Vec<Listener>,
 ) -> Result<(Option<Arc<tls::CertStore>>, Vec<SocketAddr>), StartError> {
     if config.https.is_empty() {
@@ -241,10 +343,14 @@ fn bind_https(
         tls::dir::DirSource::new(dir.clone(), tls::provider()).spawn(&store);
     }
     if let Driver::Redis { read, .. } = &config.driver {
-        tls::redis::spawn(read, &store, tls::provider()).map_err(StartError::Tls)?;
+        let target = crate::routing::redis::RedisTarget {
+            url: read.clone(),
+            ca: config.redis_ca.clone(),
+        };
+        tls::redis::spawn(&target, &store, tls::provider()).map_err(StartError::Tls)?;
     }
     let mut addrs = Vec::new();
-    for l in &mut config.https {
+    for (l, tcp) in config.https.iter_mut().zip(sockets) {
         let addr = l.address;
         let default = tls::load_default(&l.cert, &l.key, &l.ca).map_err(|e| {
             StartError::Tls(format!(
@@ -253,7 +359,7 @@ fn bind_https(
                 l.key.display()
             ))
         })?;
-        let tcp = listen(addr).map_err(|source| StartError::Bind { addr, source })?;
+        let tcp = tokio_listener(tcp, addr)?;
         let bound = tcp
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
@@ -379,9 +485,21 @@ fn serve_connection<S>(
     );
 }
 
+/// Stands for a listener's configured address in errors when the config
+/// has fewer addresses than sockets were passed (never in practice).
+const UNSPECIFIED: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// A bound socket handed to tokio (non-blocking, as tokio needs).
+fn tokio_listener(l: std::net::TcpListener, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    l.set_nonblocking(true)
+        .and_then(|()| TcpListener::from_std(l))
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
 /// A listening socket with `SO_REUSEADDR`, IPv6 sockets IPv6-only (so
 /// `0.0.0.0` and `::` can both be bound on one port).
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
@@ -391,5 +509,5 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }

@@ -10,6 +10,8 @@
 //!   config) and [`proxy::ProxyProcess`] (the `hipache` binary).
 //! - [`client`]: requests through the proxy (hyper HTTP/1.1 client) and raw
 //!   bytes over TCP for malformed requests.
+//! - [`metrics`]: scraping `/metrics` from the admin listener and reading
+//!   samples out of the Prometheus text format.
 //! - [`body`]: streaming checksums and generated (never buffered) bodies.
 //! - [`wait`]: polling with deadlines instead of sleeps.
 //!
@@ -18,6 +20,7 @@
 pub mod backend;
 pub mod body;
 pub mod client;
+pub mod metrics;
 pub mod proxy;
 pub mod redis;
 pub mod wait;

@@ -42,6 +42,18 @@ fn config_json_on_port(driver: &str, port: u16, server_extra: Value) -> Value {
     })
 }
 
+/// [`config_json`] with the admin listener on `127.0.0.1:0` unless
+/// `server_extra` sets `adminAddress` itself.
+pub fn config_with_admin(driver: &str, server_extra: Value) -> Value {
+    let mut extra = match server_extra {
+        Value::Object(extra) => extra,
+        Value::Null => Map::new(),
+        other => panic!("server_extra must be a JSON object, got {other}"),
+    };
+    extra.entry("adminAddress").or_insert(json!("127.0.0.1:0"));
+    config_json(driver, Value::Object(extra))
+}
+
 /// Parses a JSON config text with the proxy's own parser: the same path as
 /// a config file, so tests exercise the real key names.
 pub fn parse_config(text: &str) -> hipache::config::Config {
@@ -54,6 +66,9 @@ pub fn parse_config(text: &str) -> hipache::config::Config {
 /// The proxy running inside the test process, serving until dropped.
 pub struct TestProxy {
     addr: SocketAddr,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`), when the
+    /// config has one (see [`TestProxy::start_with_admin`]).
+    admin: Option<SocketAddr>,
     /// The HTTPS listeners (an `https` section in the config), in order.
     https: Vec<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -68,6 +83,13 @@ impl TestProxy {
         Self::start_with(config_json(driver, server_extra)).await
     }
 
+    /// Like [`TestProxy::start`] with the admin listener on an ephemeral
+    /// loopback port (`adminAddress: "127.0.0.1:0"`, unless `server_extra`
+    /// sets it): see [`TestProxy::admin_addr`].
+    pub async fn start_with_admin(driver: &str, server_extra: Value) -> TestProxy {
+        Self::start_with(config_with_admin(driver, server_extra)).await
+    }
+
     /// Starts a proxy from a whole config document (see [`config_json`]).
     pub async fn start_with(config: Value) -> TestProxy {
         let text = config.to_string();
@@ -80,6 +102,7 @@ impl TestProxy {
             .first()
             .expect("the proxy reports its bound HTTP address");
         let https = proxy.https_addrs().to_vec();
+        let admin = proxy.admin_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async move {
@@ -91,6 +114,7 @@ impl TestProxy {
         });
         TestProxy {
             addr,
+            admin,
             https,
             shutdown: Some(tx),
             task: Some(task),
@@ -100,6 +124,13 @@ impl TestProxy {
     /// The proxy's plain-HTTP address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin listener's address; panics when the config has none (start
+    /// the proxy with [`TestProxy::start_with_admin`]).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .expect("the proxy has an admin listener (start it with TestProxy::start_with_admin)")
     }
 
     /// The proxy's listening port (what `X-Forwarded-Port` must say).
@@ -128,6 +159,30 @@ impl TestProxy {
                 Err(_) => panic!("the proxy did not stop within {SHUTDOWN_DEADLINE:?}"),
             }
         }
+    }
+}
+
+impl TestProxy {
+    /// Triggers the shutdown (what SIGTERM does to the binary) without
+    /// waiting: the drain runs while the test observes it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits for `serve` to return after [`TestProxy::begin_shutdown`],
+    /// panicking after `deadline`; returns how long it took.
+    pub async fn wait_stopped(mut self, deadline: Duration) -> Duration {
+        let start = tokio::time::Instant::now();
+        if let Some(task) = self.task.take() {
+            match tokio::time::timeout(deadline, task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => panic!("the proxy's serve task failed: {e}"),
+                Err(_) => panic!("the proxy did not stop within {deadline:?}"),
+            }
+        }
+        start.elapsed()
     }
 }
 
@@ -165,6 +220,8 @@ pub fn binary_path() -> PathBuf {
 pub struct ProxyProcess {
     child: Child,
     addr: SocketAddr,
+    /// The admin listener, when the config names a fixed one.
+    admin: Option<SocketAddr>,
     _dir: tempfile::TempDir,
     log: PathBuf,
 }
@@ -174,6 +231,38 @@ impl ProxyProcess {
     /// temporary file, starts the binary on it and waits until it answers
     /// `Host: __ping__`. Retries on another port when the bind fails.
     pub async fn start(driver: &str, server_extra: Value) -> ProxyProcess {
+        Self::start_config(driver, server_extra, Value::Null, true).await
+    }
+
+    /// Like [`ProxyProcess::start`] as a master with `workers` worker
+    /// processes, its admin listener on a free loopback port (see
+    /// [`ProxyProcess::admin_addr`]) and `top_extra` merged into the top
+    /// level of the config (e.g. `{"user": "nobody"}`). Returns once a
+    /// worker answers `Host: __ping__`.
+    pub async fn start_workers(
+        driver: &str,
+        workers: usize,
+        server_extra: Value,
+        top_extra: Value,
+    ) -> ProxyProcess {
+        let mut extra = match server_extra {
+            Value::Object(extra) => extra,
+            Value::Null => Map::new(),
+            other => panic!("server_extra must be a JSON object, got {other}"),
+        };
+        extra.insert("workers".to_owned(), json!(workers));
+        extra
+            .entry("adminAddress")
+            .or_insert_with(|| json!(format!("127.0.0.1:{}", free_port())));
+        Self::start_config(driver, Value::Object(extra), top_extra, false).await
+    }
+
+    async fn start_config(
+        driver: &str,
+        server_extra: Value,
+        top_extra: Value,
+        single: bool,
+    ) -> ProxyProcess {
         let binary = binary_path();
         let dir = tempfile::tempdir().expect("temporary directory for the proxy config");
         let mut last_error = String::new();
@@ -182,8 +271,17 @@ impl ProxyProcess {
             let mut config = config_json_on_port(driver, port, server_extra.clone());
             // One process with no master: killing it leaves no orphan worker.
             if let Some(server) = config["server"].as_object_mut() {
-                server.entry("workers").or_insert(json!(0));
+                if single {
+                    server.entry("workers").or_insert(json!(0));
+                }
             }
+            if let (Some(top), Value::Object(extra)) = (config.as_object_mut(), &top_extra) {
+                top.extend(extra.clone());
+            }
+            let admin = config["server"]["adminAddress"]
+                .as_str()
+                .and_then(|a| a.parse().ok())
+                .filter(|a: &SocketAddr| a.port() != 0);
             let config_path = dir.path().join("config.json");
             std::fs::write(&config_path, config.to_string()).expect("write the proxy config");
             let log = dir.path().join(format!("hipache-{attempt}.log"));
@@ -215,6 +313,7 @@ impl ProxyProcess {
                     return ProxyProcess {
                         child,
                         addr,
+                        admin,
                         _dir: dir,
                         log,
                     };
@@ -239,6 +338,19 @@ impl ProxyProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The admin listener's address (set by [`ProxyProcess::start_workers`],
+    /// or by a fixed `adminAddress` in the config).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .expect("the proxy process has a fixed admin address (start_workers sets one)")
+    }
+
+    /// The pids of this process's children (a master's workers), from
+    /// `/proc/<pid>/task/*/children`.
+    pub fn children(&self) -> Vec<u32> {
+        children_of(self.pid())
     }
 
     /// Sends a signal by name (`USR1`, `TERM`, ...) through `kill(1)`.
@@ -276,7 +388,45 @@ impl ProxyProcess {
 
 impl Drop for ProxyProcess {
     fn drop(&mut self) {
+        // A master's workers first: SIGKILL on the master would orphan them
+        // until their parent-death signal drains them.
+        for pid in self.children() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The pids of `pid`'s children, from `/proc/<pid>/task/*/children`
+/// (empty once it is gone).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// A `/proc/<pid>/status` field (`Uid:`, `Gid:`, `VmRSS:`, ...), trimmed;
+/// `None` once the process is gone.
+pub fn proc_status_field(pid: u32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .map(|v| v.trim().to_owned())
 }

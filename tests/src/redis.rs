@@ -24,6 +24,7 @@ const BIND_ATTEMPTS: usize = 5;
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
+    extra: Vec<String>,
     dir: TempDir,
 }
 
@@ -31,15 +32,22 @@ impl RedisServer {
     /// Starts a `redis-server` on a free loopback port and waits (bounded)
     /// until it answers PING. Panics with redis's own log when it cannot.
     pub fn start() -> Self {
+        Self::start_with_args(&[])
+    }
+
+    /// [`RedisServer::start`] with extra `redis-server` arguments (TLS
+    /// ports, `requirepass`, ...).
+    pub fn start_with_args(extra: &[String]) -> Self {
         let dir = tempfile::tempdir().expect("create a temporary directory for redis-server");
         let mut last_error = String::new();
         for _ in 0..BIND_ATTEMPTS {
             let port = free_port();
-            match spawn(port, dir.path()) {
+            match spawn(port, dir.path(), extra) {
                 Ok(child) => {
                     return Self {
                         child: Some(child),
                         port,
+                        extra: extra.to_vec(),
                         dir,
                     }
                 }
@@ -163,7 +171,7 @@ impl RedisServer {
         self.stop();
         let deadline = Instant::now() + STARTUP_DEADLINE;
         loop {
-            match spawn(self.port, self.dir.path()) {
+            match spawn(self.port, self.dir.path(), &self.extra) {
                 Ok(child) => {
                     self.child = Some(child);
                     return;
@@ -222,7 +230,7 @@ impl Subscription {
 
 /// Spawns `redis-server` on `port` and waits until it answers PING; on
 /// failure returns redis's log so the caller can retry another port.
-fn spawn(port: u16, dir: &Path) -> Result<Child, String> {
+fn spawn(port: u16, dir: &Path, extra: &[String]) -> Result<Child, String> {
     let log = dir.join(format!("redis-{port}.log"));
     let mut child = Command::new("redis-server")
         .arg("--port")
@@ -235,6 +243,7 @@ fn spawn(port: u16, dir: &Path) -> Result<Child, String> {
         .arg("--logfile")
         .arg(&log)
         .args(["--daemonize", "no"])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -82,6 +82,7 @@ const SERVER: &[&str] = &[
     "metricsPerFrontend",
     "tlsDir",
     "backendCa",
+    "redisCa",
     "backendTlsVerify",
     "httpsRedirect",
     "tlsHandshakeTimeout",
@@ -444,6 +445,9 @@ impl Builder<'_> {
         }
         if s.has("backendCa") {
             self.cfg.backend_ca = self.path(s, "backendCa");
+        }
+        if s.has("redisCa") {
+            self.cfg.redis_ca = self.path(s, "redisCa");
         }
         for (key, field) in [
             ("backendTlsVerify", &mut self.cfg.backend_tls_verify),

@@ -80,6 +80,9 @@ pub struct Config {
     pub tls_dir: Option<PathBuf>,
     /// Extra CA (PEM) trusted for `https://` backends (`server.backendCa`).
     pub backend_ca: Option<PathBuf>,
+    /// CA file (PEM) trusted for `rediss://` drivers, instead of the
+    /// bundled web roots.
+    pub redis_ca: Option<PathBuf>,
     /// Verify `https://` backends' certificates (`server.backendTlsVerify`).
     pub backend_tls_verify: bool,
     /// Answer plain-HTTP requests with a redirect to HTTPS.
@@ -195,6 +198,7 @@ impl Default for Config {
             memory_limit: None,
             tls_dir: None,
             backend_ca: None,
+            redis_ca: None,
             backend_tls_verify: defaults::BACKEND_TLS_VERIFY,
             https_redirect: defaults::HTTPS_REDIRECT,
             tls_handshake_timeout: Some(defaults::TLS_HANDSHAKE_TIMEOUT),
@@ -493,6 +497,7 @@ impl Config {
                 "memoryLimit": self.memory_limit,
                 "tlsDir": self.tls_dir.as_ref().map(|p| p.display().to_string()),
                 "backendCa": self.backend_ca.as_ref().map(|p| p.display().to_string()),
+                "redisCa": self.redis_ca.as_ref().map(|p| p.display().to_string()),
                 "backendTlsVerify": self.backend_tls_verify,
                 "httpsRedirect": self.https_redirect,
                 "tlsHandshakeTimeout": opt_secs(self.tls_handshake_timeout),

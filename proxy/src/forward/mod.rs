@@ -37,6 +37,11 @@ pub struct Shared {
     pub pool: Pool,
     pub pages: Arc<ErrorPages>,
     pub access_log: Option<AccessLog>,
+    /// Set to `true` when the drain timeout ends: every open tunnel sends
+    /// its close frames and ends. Each tunnel holds a receiver, so the
+    /// receiver count is the number of open tunnels (see
+    /// [`crate::server`]'s drain).
+    pub tunnel_close: tokio::sync::watch::Sender<bool>,
 }
 
 /// What a request knows about the connection it came on.
@@ -46,6 +51,10 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     pub tls: bool,
 }
+
+/// Longest request target accepted (414 above), as nginx's default
+/// `large_client_header_buffers`. Longer heads as a whole get 431.
+pub const MAX_URI_LENGTH: usize = 8192;
 
 /// The `Host: __ping__` liveness probe kept from Hipache.
 const PING_HOST: &str = "__ping__";
@@ -131,6 +140,9 @@ async fn proxy(
     let host = hipache_schema::normalize_host(&raw_host)?;
     if host == PING_HOST {
         return Ok(ping_response());
+    }
+    if req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > MAX_URI_LENGTH {
+        return Err(ProxyError::UriTooLong);
     }
     if req.method() == Method::CONNECT {
         return Err(ProxyError::BadRequest("CONNECT is not supported"));
@@ -278,6 +290,14 @@ async fn forward(
     if let Some((client, backend_side)) = tunnel {
         // The backend connection now belongs to the tunnel, outside the pool.
         drop(upstream_conn);
+        // Subscribed before the response goes out, so that a drain that
+        // starts now already counts this tunnel.
+        let close = upgrade::Close {
+            signal: shared.tunnel_close.subscribe(),
+            websocket: switched
+                .as_ref()
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket")),
+        };
         if let Some(v) = switched {
             upgrade::restore(&mut parts.headers, v);
         }
@@ -286,7 +306,7 @@ async fn forward(
         tokio::spawn(async move {
             metrics.tunnels.inc();
             metrics.tunnels_open.inc();
-            let stats = upgrade::tunnel(client, backend_side, idle).await;
+            let stats = upgrade::tunnel(client, backend_side, idle, close).await;
             metrics.tunnels_open.dec();
             metrics.response_bytes.inc_by(stats.to_client);
             metrics.request_bytes.inc_by(stats.to_backend);
@@ -513,7 +533,10 @@ fn error_response(
     };
     // After a malformed or refused request the connection's framing can
     // no longer be trusted: answer, then close.
-    if matches!(e, ProxyError::BadRequest(_) | ProxyError::BodyTooLarge) {
+    if matches!(
+        e,
+        ProxyError::BadRequest(_) | ProxyError::BodyTooLarge | ProxyError::UriTooLong
+    ) {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }

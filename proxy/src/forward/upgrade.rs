@@ -6,6 +6,11 @@
 //! exchanges, as Hipache's agent did), never reads Redis again, and is not
 //! subject to the request timeout: only to the optional tunnel idle
 //! timeout, which counts silence in both directions.
+//!
+//! Draining: tunnels stay open while a drain lets HTTP requests finish; when
+//! the drain timeout ends, a WebSocket tunnel sends a close frame (1001
+//! "going away") to the client and a masked one to the backend, then
+//! closes both sides.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,12 +50,49 @@ pub struct TunnelStats {
     pub to_backend: u64,
 }
 
-/// Pipes the two upgraded connections until either side closes, or until
-/// `idle_timeout` passes with no byte in either direction.
+/// How a tunnel learns that the drain timeout ended, and what it sends then.
+#[derive(Debug)]
+pub struct Close {
+    /// Turns `true` at the end of the drain (see [`crate::server`]).
+    pub signal: tokio::sync::watch::Receiver<bool>,
+    /// The upgrade was `websocket`: close frames are sent before closing.
+    /// Other protocols are just closed.
+    pub websocket: bool,
+}
+
+/// After its close frames, how long a tunnel keeps reading (and
+/// discarding) both sides for their answer and end-of-stream, so that the
+/// frames are not lost to a TCP reset of unread data.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// A WebSocket close frame from server to client (unmasked): FIN and the
+/// close opcode, a 2-byte payload, status 1001 "going away".
+const CLOSE_GOING_AWAY: [u8; 4] = [0x88, 0x02, 0x03, 0xE9];
+
+/// The same close frame from client to server: clients must mask theirs.
+fn close_going_away_masked() -> [u8; 8] {
+    let key: [u8; 4] = rand::random();
+    [
+        0x88,
+        0x82,
+        key[0],
+        key[1],
+        key[2],
+        key[3],
+        CLOSE_GOING_AWAY[2] ^ key[0],
+        CLOSE_GOING_AWAY[3] ^ key[1],
+    ]
+}
+
+/// Pipes the two upgraded connections until either side closes, until
+/// `idle_timeout` passes with no byte in either direction, or until the
+/// drain timeout ends (`close`): a WebSocket then gets a close frame
+/// (1001 "going away") on both sides before both are closed.
 pub async fn tunnel(
     client: OnUpgrade,
     backend: OnUpgrade,
     idle_timeout: Option<Duration>,
+    mut close: Close,
 ) -> TunnelStats {
     let (client, backend) = match tokio::try_join!(client, backend) {
         Ok(pair) => pair,
@@ -65,50 +107,103 @@ pub async fn tunnel(
         io: TokioIo::new(client),
         start,
         last: activity.clone(),
+        read: 0,
     };
     let mut backend = Activity {
         io: TokioIo::new(backend),
         start,
         last: activity.clone(),
+        read: 0,
     };
-    let copy = tokio::io::copy_bidirectional(&mut client, &mut backend);
-    let result = match idle_timeout {
-        None => copy.await,
-        Some(limit) => {
-            tokio::pin!(copy);
-            loop {
-                let idle_since = start + Duration::from_millis(activity.load(Ordering::Relaxed));
-                tokio::select! {
-                    r = &mut copy => break r,
-                    _ = tokio::time::sleep_until((idle_since + limit).into()) => {
-                        let last = start + Duration::from_millis(activity.load(Ordering::Relaxed));
+    let drained = {
+        let copy = tokio::io::copy_bidirectional(&mut client, &mut backend);
+        tokio::pin!(copy);
+        let closing = closing(&mut close.signal);
+        tokio::pin!(closing);
+        loop {
+            let idle_since = start + Duration::from_millis(activity.load(Ordering::Relaxed));
+            let idle_end = idle_timeout.map(|limit| idle_since + limit);
+            tokio::select! {
+                r = &mut copy => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "tunnel ended with an error");
+                    }
+                    break false;
+                }
+                () = &mut closing => break true,
+                () = sleep_until(idle_end) => {
+                    let last = start + Duration::from_millis(activity.load(Ordering::Relaxed));
+                    if let Some(limit) = idle_timeout {
                         if last.elapsed() >= limit {
                             tracing::debug!(idle = ?limit, "tunnel idle timeout");
-                            return TunnelStats::default();
+                            break false;
                         }
                     }
                 }
             }
         }
     };
-    match result {
-        Ok((to_backend, to_client)) => TunnelStats {
-            to_client,
-            to_backend,
-        },
-        Err(e) => {
-            tracing::debug!(error = %e, "tunnel ended with an error");
-            TunnelStats::default()
-        }
+    if drained {
+        tracing::debug!(
+            websocket = close.websocket,
+            "drain timeout: closing the tunnel"
+        );
+        let bye = close_both(&mut client.io, &mut backend.io, close.websocket);
+        let _ = tokio::time::timeout(2 * CLOSE_LINGER, bye).await;
+    }
+    TunnelStats {
+        to_client: backend.read,
+        to_backend: client.read,
     }
 }
 
+/// Completes when the drain timeout ends; never when the sender is gone
+/// without having said so.
+async fn closing(signal: &mut tokio::sync::watch::Receiver<bool>) {
+    if signal.wait_for(|closed| *closed).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends the close frames (WebSocket only), shuts both write sides, then
+/// reads both until end-of-stream for at most [`CLOSE_LINGER`].
+async fn close_both<C, B>(client: &mut C, backend: &mut B, websocket: bool)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    if websocket {
+        let _ = client.write_all(&CLOSE_GOING_AWAY).await;
+        let _ = backend.write_all(&close_going_away_masked()).await;
+    }
+    let _ = client.shutdown().await;
+    let _ = backend.shutdown().await;
+    let linger = async { tokio::join!(discard(client), discard(backend)) };
+    let _ = tokio::time::timeout(CLOSE_LINGER, linger).await;
+}
+
+/// Reads and drops everything until end-of-stream or an error.
+async fn discard<T: AsyncRead + Unpin>(io: &mut T) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {}
+}
+
 /// An I/O wrapper recording the time of the last byte moved, in
-/// milliseconds since the tunnel started.
+/// milliseconds since the tunnel started, and the bytes read from it.
 struct Activity<T> {
     io: T,
     start: Instant,
     last: Arc<AtomicU64>,
+    read: u64,
 }
 
 impl<T> Activity<T> {
@@ -127,7 +222,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Activity<T> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let r = Pin::new(&mut this.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
+        let n = buf.filled().len().saturating_sub(before);
+        if n > 0 {
+            this.read += n as u64;
             this.touch();
         }
         r
@@ -167,5 +264,17 @@ mod tests {
         assert_eq!(requested(&h).expect("upgrade"), "websocket");
         h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         assert!(requested(&h).is_none());
+    }
+
+    #[test]
+    fn masked_close_frame_unmasks_to_1001() {
+        let f = close_going_away_masked();
+        assert_eq!(&f[..2], &[0x88, 0x82]);
+        let code = [f[6] ^ f[2], f[7] ^ f[3]];
+        assert_eq!(u16::from_be_bytes(code), 1001);
+        assert_eq!(
+            u16::from_be_bytes([CLOSE_GOING_AWAY[2], CLOSE_GOING_AWAY[3]]),
+            1001
+        );
     }
 }

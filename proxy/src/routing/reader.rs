@@ -13,12 +13,11 @@ use std::time::Duration;
 use hipache_schema::Keys;
 use parking_lot::RwLock;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
+use redis::{AsyncConnectionConfig, PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::cache::{Mode, RouteCache};
-use super::redis::connection_info;
-use crate::config::RedisUrl;
+use super::redis::RedisTarget;
 use crate::metrics::Metrics;
 
 /// One connection attempt at most this long.
@@ -41,21 +40,16 @@ pub struct ReadConn {
 
 impl ReadConn {
     pub fn start(
-        url: &RedisUrl,
+        target: &RedisTarget,
         keys: Keys,
         cache: Arc<RouteCache>,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, String> {
         let tracking = cache.mode() == Mode::Tracking;
-        let mut info = connection_info(url)?;
-        if tracking {
-            let settings = info
-                .redis_settings()
-                .clone()
-                .set_protocol(ProtocolVersion::RESP3);
-            info = info.set_redis_settings(settings);
-        }
-        let client = redis::Client::open(info).map_err(|e| format!("read Redis: {e}"))?;
+        let url = &target.url;
+        let client = target
+            .client(tracking)
+            .map_err(|e| format!("read Redis: {e}"))?;
         let this = Arc::new(Self {
             slot: RwLock::new(None),
             metrics,

@@ -37,9 +37,11 @@ pub struct Connector {
 }
 
 impl Connector {
-    pub fn start(url: &RedisUrl, role: &'static str) -> Result<Arc<Self>, String> {
-        let client =
-            redis::Client::open(connection_info(url)?).map_err(|e| format!("{role} Redis: {e}"))?;
+    pub fn start(target: &RedisTarget, role: &'static str) -> Result<Arc<Self>, String> {
+        let client = target
+            .client(false)
+            .map_err(|e| format!("{role} Redis: {e}"))?;
+        let url = &target.url;
         let this = Arc::new(Self {
             conn: RwLock::new(None),
             connected: tokio::sync::watch::Sender::new(false),
@@ -96,7 +98,7 @@ impl Connector {
     }
 }
 
-pub(crate) fn connection_info(url: &RedisUrl) -> Result<redis::ConnectionInfo, String> {
+fn connection_info(url: &RedisUrl, resp3: bool) -> Result<redis::ConnectionInfo, String> {
     let addr = if url.tls {
         ConnectionAddr::TcpTls {
             host: url.host.clone(),
@@ -114,10 +116,40 @@ pub(crate) fn connection_info(url: &RedisUrl) -> Result<redis::ConnectionInfo, S
     if let Some(password) = &url.password {
         redis = redis.set_password(password);
     }
+    if resp3 {
+        redis = redis.set_protocol(redis::ProtocolVersion::RESP3);
+    }
     Ok(addr
         .into_connection_info()
         .map_err(|e| e.to_string())?
         .set_redis_settings(redis))
+}
+
+/// How to reach one Redis server: its URL, and for `rediss://` the CA to
+/// trust (else the bundled web roots).
+#[derive(Debug, Clone)]
+pub struct RedisTarget {
+    pub url: RedisUrl,
+    pub ca: Option<std::path::PathBuf>,
+}
+
+impl RedisTarget {
+    /// A client for this target (RESP3 when `resp3`, for client tracking).
+    pub fn client(&self, resp3: bool) -> Result<redis::Client, String> {
+        let info = connection_info(&self.url, resp3)?;
+        let client = match (&self.ca, self.url.tls) {
+            (Some(ca), true) => {
+                let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                };
+                redis::Client::build_with_tls(info, certs)
+            }
+            _ => redis::Client::open(info),
+        };
+        client.map_err(|e| format!("{}: {e}", self.url.censored()))
+    }
 }
 
 pub struct RedisStore {
@@ -142,8 +174,13 @@ impl RedisStore {
             (RouteCacheMode::Strict, None) => (Mode::Strict, cache::DEFAULT_CAPACITY),
         };
         let cache = Arc::new(RouteCache::new(mode, capacity, metrics.clone()));
-        let read_conn = ReadConn::start(read, keys.clone(), cache.clone(), metrics.clone())?;
-        let write_conn = Connector::start(write, "write")?;
+        let target = |url: &RedisUrl| RedisTarget {
+            url: url.clone(),
+            ca: config.redis_ca.clone(),
+        };
+        let read_conn =
+            ReadConn::start(&target(read), keys.clone(), cache.clone(), metrics.clone())?;
+        let write_conn = Connector::start(&target(write), "write")?;
         let marks = deadmark::spawn_redis_writer(
             write_conn,
             Keys::new(write.prefix.clone()),

@@ -25,8 +25,7 @@ use rustls::sign::CertifiedKey;
 
 use super::certs;
 use super::store::{normalize, CertStore, Names, Source};
-use crate::config::RedisUrl;
-use crate::routing::redis::connection_info;
+use crate::routing::redis::RedisTarget;
 
 /// Full rescan period: how long a missed `tls` message can go unnoticed.
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
@@ -64,12 +63,14 @@ struct RedisCerts {
 /// connections, the initial load, the subscription and the rescans, all in
 /// the background until `store` is dropped.
 pub fn spawn(
-    url: &RedisUrl,
+    target: &RedisTarget,
     store: &Arc<CertStore>,
     provider: Arc<CryptoProvider>,
 ) -> Result<(), String> {
-    let client =
-        redis::Client::open(connection_info(url)?).map_err(|e| format!("tls Redis: {e}"))?;
+    let url = &target.url;
+    let client = target
+        .client(false)
+        .map_err(|e| format!("tls Redis: {e}"))?;
     let this = Arc::new(RedisCerts {
         store: Arc::downgrade(store),
         client: client.clone(),
