@@ -26,6 +26,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// answers a lookup in well under a millisecond; past this it is
 /// overloaded or gone.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How often an otherwise idle connection is checked, so that an outage
+/// shows in readiness and metrics even when no request comes.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Backoff between reconnection attempts, doubling up to the maximum.
 pub const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(50);
 pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
@@ -182,6 +185,8 @@ async fn watch_connection(
     keys: &Keys,
     cache: &RouteCache,
 ) {
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             push = pushes.recv(), if tracking => match push {
@@ -191,15 +196,27 @@ async fn watch_connection(
                 None => return,
             },
             _ = owner.trouble.notified() => {
-                let cmd = redis::cmd("PING");
-                let ping = cmd.query_async::<String>(&mut conn);
-                match tokio::time::timeout(RESPONSE_TIMEOUT, ping).await {
-                    Ok(Ok(_)) => {}
-                    _ => return,
+                if !ping(&mut conn).await {
+                    return;
+                }
+            }
+            _ = heartbeat.tick() => {
+                if !ping(&mut conn).await {
+                    return;
                 }
             }
         }
     }
+}
+
+/// Whether Redis answers a PING within [`RESPONSE_TIMEOUT`].
+async fn ping(conn: &mut MultiplexedConnection) -> bool {
+    let cmd = redis::cmd("PING");
+    let ping = cmd.query_async::<String>(conn);
+    matches!(
+        tokio::time::timeout(RESPONSE_TIMEOUT, ping).await,
+        Ok(Ok(_))
+    )
 }
 
 /// An invalidation push: the keys that changed, or nil after a flush.
