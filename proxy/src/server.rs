@@ -9,7 +9,8 @@
 //! Drain ([`Proxy::serve`] once its shutdown future completes): `/readyz`
 //! answers 503 at once, the accept loops stop (in a worker, the shared
 //! listening sockets stay open in the master and the other workers, so no
-//! queued connection is lost), then hyper-util's `GracefulShutdown` sends
+//! queued connection is lost), then, after [`FIRST_REQUEST_GRACE`] for
+//! connections accepted at the last moment, hyper-util's `GracefulShutdown` sends
 //! HTTP/2 GOAWAY, closes idle keep-alive connections and closes busy ones
 //! after their in-flight request, all bounded by `drainTimeout`. Upgraded
 //! tunnels (WebSocket) are not HTTP connections any more: they stay open
@@ -54,6 +55,13 @@ pub const POOL_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// and see the other side's answer (each lingers for at most twice
 /// [`forward::upgrade::CLOSE_LINGER`]).
 pub const TUNNEL_CLOSE_GRACE: Duration = Duration::from_secs(3);
+
+/// At the start of a drain, once accepting stopped, how long before idle
+/// connections are closed: a connection accepted just before has had no
+/// time to send its first request, and a client does not retry a request
+/// on a new connection that the server closed unused. Busy and keep-alive
+/// connections keep being served meanwhile; readiness is already false.
+pub const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
 
 /// A proxy with its listeners bound and its route store open.
 pub struct Proxy {
@@ -259,6 +267,10 @@ impl Proxy {
         let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
         let drain = self.shared.config.drain_timeout;
         let deadline = tokio::time::Instant::now() + drain;
+        // Connections accepted just before the accept loops stopped have
+        // not sent their request yet: closing them now as idle would fail
+        // a request that a client never retries on a fresh connection.
+        tokio::time::sleep(FIRST_REQUEST_GRACE.min(drain)).await;
         // HTTP/2 connections get GOAWAY, idle HTTP/1 ones close, busy ones
         // close after their in-flight request.
         if tokio::time::timeout_at(deadline, graceful.shutdown())

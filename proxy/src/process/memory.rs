@@ -42,7 +42,8 @@ pub async fn watch_self(limit: Option<u64>) {
     let Some(limit) = limit else {
         return std::future::pending().await;
     };
-    let mut tick = tokio::time::interval(CHECK_INTERVAL);
+    let start = tokio::time::Instant::now() + CHECK_INTERVAL;
+    let mut tick = tokio::time::interval_at(start, CHECK_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
