@@ -27,15 +27,29 @@ pub struct State {
 
 /// Serves the admin endpoints until the task is dropped.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, state: Arc<State>) {
+    serve_with(listener, move |req| {
+        let resp = answer(&shared, &state, &req);
+        async move { resp }
+    })
+    .await
+}
+
+/// The accept loop of an admin listener (this process's, or a master's),
+/// answering every request with `handler`.
+pub(crate) async fn serve_with<F, Fut>(listener: TcpListener, handler: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let (shared, state) = (shared.clone(), state.clone());
+        let handler = handler.clone();
         let service = service_fn(move |req| {
-            let resp = answer(&shared, &state, &req);
-            async move { Ok::<_, Infallible>(resp) }
+            let resp = handler(req);
+            async move { Ok::<_, Infallible>(resp.await) }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)
@@ -53,12 +67,7 @@ fn answer(shared: &Shared, state: &State, req: &Request<Incoming>) -> Response<F
     match req.uri().path() {
         "/metrics" => {
             shared.store.refresh_gauges();
-            let mut resp = text(StatusCode::OK, shared.metrics.render());
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            resp
+            exposition(shared.metrics.render())
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
@@ -77,7 +86,18 @@ fn answer(shared: &Shared, state: &State, req: &Request<Incoming>) -> Response<F
     }
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+/// A `/metrics` answer in the Prometheus text format.
+pub(crate) fn exposition(body: String) -> Response<Full<Bytes>> {
+    let mut resp = text(StatusCode::OK, body);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+/// A plain-text answer.
+pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
     resp.headers_mut().insert(

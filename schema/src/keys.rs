@@ -67,6 +67,16 @@ impl Keys {
         key.strip_prefix(self.prefix.as_str())?.strip_prefix("tls:")
     }
 
+    /// `SCAN MATCH` pattern for every `frontend:` key under this prefix.
+    pub fn frontend_pattern(&self) -> String {
+        format!("{}frontend:*", glob_escape(&self.prefix))
+    }
+
+    /// `SCAN MATCH` pattern for every `tls:` key under this prefix.
+    pub fn tls_pattern(&self) -> String {
+        format!("{}tls:*", glob_escape(&self.prefix))
+    }
+
     /// The host part of a `frontend:` key, or `None` for another key.
     pub fn frontend_host<'a>(&self, key: &'a str) -> Option<&'a str> {
         key.strip_prefix(self.prefix.as_str())?
@@ -80,9 +90,31 @@ impl Keys {
     }
 }
 
+/// A prefix made literal for a `SCAN MATCH` glob.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scan_patterns_escape_the_prefix() {
+        assert_eq!(
+            Keys::new("t[1]*").frontend_pattern(),
+            "t\\[1\\]\\*frontend:*"
+        );
+        assert_eq!(Keys::new("a?\\").tls_pattern(), "a\\?\\\\tls:*");
+        assert_eq!(Keys::default().frontend_pattern(), "frontend:*");
+    }
 
     #[test]
     fn prefix_is_glued_without_separator() {

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use super::defaults;
 use super::{Driver, RedisUrl};
 
 /// What one driver URL names.
@@ -61,12 +60,7 @@ fn parse_file(rest: &str, base_dir: Option<&Path>) -> Result<PathBuf, String> {
 fn parse_redis(rest: &str, tls: bool) -> Result<RedisUrl, String> {
     let mut url = RedisUrl {
         tls,
-        host: defaults::REDIS_HOST.to_owned(),
-        port: defaults::REDIS_PORT,
-        db: defaults::REDIS_DB,
-        username: None,
-        password: None,
-        prefix: String::new(),
+        ..super::build::default_redis()
     };
     // Hipache accepted `redis:` with everything defaulted.
     let rest = match rest.strip_prefix("//") {

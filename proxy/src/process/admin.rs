@@ -4,23 +4,21 @@
 //! worker's, fetched from its private loopback admin listener and labelled
 //! `worker="<slot>"`).
 
-use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use prometheus::{Encoder, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use tokio::net::TcpListener;
 
+use crate::admin::{exposition, text};
 use crate::metrics::names;
 
 /// The master's gauge of live worker processes (including replacements
@@ -90,23 +88,11 @@ pub struct MasterState {
 
 /// Serves the master's admin endpoints until the task is dropped.
 pub async fn serve(listener: TcpListener, state: Arc<MasterState>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+    crate::admin::serve_with(listener, move |req| {
         let state = state.clone();
-        let service = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(answer(&state, &req).await) }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-    }
+        async move { answer(&state, &req).await }
+    })
+    .await
 }
 
 async fn answer(state: &MasterState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -141,12 +127,7 @@ async fn answer(state: &MasterState, req: &Request<Incoming>) -> Response<Full<B
                 .flatten()
                 .collect();
             let body = super::merge::merge(&state.metrics.render(), &workers, &[]);
-            let mut resp = text(StatusCode::OK, body);
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            resp
+            exposition(body)
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
@@ -186,14 +167,4 @@ async fn fetch_metrics(port: u16) -> Result<String, Box<dyn std::error::Error + 
     }
     let body = resp.into_body().collect().await?.to_bytes();
     Ok(String::from_utf8(body.to_vec())?)
-}
-
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body.into()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
 }

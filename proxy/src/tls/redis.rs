@@ -225,7 +225,7 @@ impl RedisCerts {
     /// SCANs every `tls:` key and replaces the whole Redis source.
     async fn full_scan(&self) -> Result<(), String> {
         let mut conn = self.conn().await?;
-        let pattern = format!("{}tls:*", glob_escape(self.keys.prefix()));
+        let pattern = self.keys.tls_pattern();
         let mut cursor: u64 = 0;
         let mut seen: HashSet<String> = HashSet::new();
         let mut fresh = Names::new();
@@ -348,27 +348,4 @@ fn fingerprint(cert: &[u8], key: &[u8]) -> u64 {
     cert.hash(&mut h);
     key.hash(&mut h);
     h.finish()
-}
-
-/// A key prefix made literal for `SCAN MATCH`.
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_glob_characters() {
-        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
-        assert_eq!(glob_escape("tenant1"), "tenant1");
-    }
 }
