@@ -174,6 +174,10 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     request_duration: HistogramVec,
+    /// The series of `requests` and `request_duration`, resolved once:
+    /// the per-request path then does no label hashing or locking.
+    requests_by: Vec<[IntCounter; METHOD_LABELS.len()]>,
+    duration_by: Vec<Histogram>,
     pub upstream_duration: Histogram,
     pub request_bytes: IntCounter,
     pub response_bytes: IntCounter,
@@ -220,7 +224,7 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        let m = Self {
+        let mut m = Self {
             requests: counter_vec(r, names::REQUESTS, "Requests answered, by status class and method.", &["class", "method"]),
             request_duration: histogram_vec(r, names::REQUEST_DURATION, "Time from request to response headers, by status class.", &["class"], LATENCY_BUCKETS),
             upstream_duration: histogram(r, names::UPSTREAM_DURATION, "Time from sending to a backend to its response headers.", LATENCY_BUCKETS),
@@ -250,9 +254,19 @@ impl Metrics {
             frontend_requests,
             frontend_cap: per_frontend,
             frontends_seen: Mutex::default(),
+            requests_by: Vec::new(),
+            duration_by: Vec::new(),
             registry,
         };
         m.zero_bounded_series();
+        m.requests_by = STATUS_CLASSES
+            .iter()
+            .map(|class| METHOD_LABELS.map(|method| m.requests.with_label_values(&[class, method])))
+            .collect();
+        m.duration_by = STATUS_CLASSES
+            .iter()
+            .map(|class| m.request_duration.with_label_values(&[class]))
+            .collect();
         m
     }
 
@@ -301,13 +315,14 @@ impl Metrics {
         duration: Duration,
         identifier: Option<&str>,
     ) {
-        let class = status_class(status);
-        self.requests
-            .with_label_values(&[class, method_label(method)])
-            .inc();
-        self.request_duration
-            .with_label_values(&[class])
-            .observe(duration.as_secs_f64());
+        let class = class_index(status);
+        if let Some(by_method) = self.requests_by.get(class) {
+            by_method[method_index(method)].inc();
+        }
+        if let Some(h) = self.duration_by.get(class) {
+            h.observe(duration.as_secs_f64());
+        }
+        let class = STATUS_CLASSES[class];
         if let (Some(vec), Some(id)) = (&self.frontend_requests, identifier) {
             vec.with_label_values(&[self.frontend_label(id), class])
                 .inc();
@@ -360,25 +375,31 @@ impl Metrics {
 }
 
 pub fn status_class(status: StatusCode) -> &'static str {
+    STATUS_CLASSES[class_index(status)]
+}
+
+/// Index into [`STATUS_CLASSES`].
+fn class_index(status: StatusCode) -> usize {
     match status.as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }
 
-fn method_label(m: &Method) -> &'static str {
+/// Index into [`METHOD_LABELS`].
+fn method_index(m: &Method) -> usize {
     match *m {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::PATCH => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
     }
 }
 

@@ -79,24 +79,31 @@ pub async fn handle(
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let header_text = |name: header::HeaderName| {
-        req.headers()
+    // Only the access log needs these copies: skip them without one.
+    let logging = shared.access_log.is_some();
+    let header_text = |name: header::HeaderName| match logging {
+        true => req
+            .headers()
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
-            .to_owned()
+            .to_owned(),
+        false => String::new(),
     };
     let ex = Exchange {
         start: Instant::now(),
         time: SystemTime::now(),
         debug: shared.config.debug || req.headers().contains_key(&X_DEBUG),
         method: req.method().clone(),
-        target: req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_owned(),
+        target: match logging {
+            true => req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+                .to_owned(),
+            false => String::new(),
+        },
         version: req.version(),
         referer: header_text(header::REFERER),
         user_agent: header_text(header::USER_AGENT),

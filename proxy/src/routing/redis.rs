@@ -267,13 +267,18 @@ impl RedisStore {
         let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
         let (lists, deads) = replies.split_at(hosts.len().min(replies.len()));
         let request_dead = deads.first().map(dead_positions).unwrap_or_default();
+        // Candidates without a frontend can never win: keep only the others
+        // (what the cache holds per host is then usually one candidate).
         let candidates = hosts
             .into_iter()
             .zip(lists.iter().zip(deads))
-            .map(|(h, (list, dead))| Candidate {
-                frontend: decode_list(&h, list),
-                dead: dead_positions(dead),
-                host: h,
+            .filter_map(|(h, (list, dead))| {
+                let frontend = decode_list(&h, list)?;
+                Some(Candidate {
+                    frontend: Some(frontend),
+                    dead: dead_positions(dead),
+                    host: h,
+                })
             })
             .collect();
         Ok(Lookup {
