@@ -48,11 +48,19 @@ pub enum BackendMode {
 
 /// Flags of `hipache-syncer`.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "hipache-syncer", version, about = "Kubernetes Ingress to Hipache Redis syncer")]
+#[command(
+    name = "hipache-syncer",
+    version,
+    about = "Kubernetes Ingress to Hipache Redis syncer"
+)]
 pub struct Args {
     /// Redis URL: redis://[:password@]host[:port][/db][#prefix]; the
     /// fragment is the key prefix, as in the proxy's driver URL.
-    #[arg(long, env = "HIPACHE_SYNCER_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "HIPACHE_SYNCER_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     pub redis_url: String,
 
     /// IngressClass controller string we implement.
@@ -69,7 +77,12 @@ pub struct Args {
     pub namespace: Option<String>,
 
     /// Backends: pod IPs from EndpointSlices, or the Service's cluster IP.
-    #[arg(long, env = "HIPACHE_SYNCER_BACKEND_MODE", value_enum, default_value = "endpoints")]
+    #[arg(
+        long,
+        env = "HIPACHE_SYNCER_BACKEND_MODE",
+        value_enum,
+        default_value = "endpoints"
+    )]
     pub backend_mode: BackendMode,
 
     /// Seconds between full resyncs.
@@ -91,7 +104,11 @@ pub struct Args {
     pub no_leader_election: bool,
 
     /// Name of the coordination.k8s.io/v1 Lease.
-    #[arg(long, env = "HIPACHE_SYNCER_LEASE_NAME", default_value = "hipache-syncer")]
+    #[arg(
+        long,
+        env = "HIPACHE_SYNCER_LEASE_NAME",
+        default_value = "hipache-syncer"
+    )]
     pub lease_name: String,
 
     /// Namespace of the Lease (default: $POD_NAMESPACE, else "default").
@@ -107,7 +124,11 @@ pub struct Args {
     pub identity: Option<String>,
 
     /// Admin listener: /metrics, /healthz, /readyz. Empty disables it.
-    #[arg(long, env = "HIPACHE_SYNCER_ADMIN_ADDRESS", default_value = "0.0.0.0:9102")]
+    #[arg(
+        long,
+        env = "HIPACHE_SYNCER_ADMIN_ADDRESS",
+        default_value = "0.0.0.0:9102"
+    )]
     pub admin_address: String,
 
     /// Disable active health checks.
@@ -247,7 +268,10 @@ pub fn split_redis_url(url: &str) -> Result<(String, String), String> {
         Some((b, p)) => (b, p.to_owned()),
         None => (url, String::new()),
     };
-    if !(base.starts_with("redis://") || base.starts_with("rediss://") || base.starts_with("unix://")) {
+    if !(base.starts_with("redis://")
+        || base.starts_with("rediss://")
+        || base.starts_with("unix://"))
+    {
         return Err("expected redis://, rediss:// or unix://".to_owned());
     }
     redis::Client::open(base).map_err(|e| e.to_string())?;
@@ -297,7 +321,10 @@ impl Args {
             match self.admin_address.trim().parse::<SocketAddr>() {
                 Ok(a) => Some(a),
                 Err(e) => {
-                    errors.push(ConfigError::AdminAddress(self.admin_address.clone(), e.to_string()));
+                    errors.push(ConfigError::AdminAddress(
+                        self.admin_address.clone(),
+                        e.to_string(),
+                    ));
                     None
                 }
             }
@@ -306,7 +333,10 @@ impl Args {
             ("--resync-seconds", self.resync_seconds),
             ("--lease-duration-seconds", self.lease_duration_seconds),
             ("--health-interval-ms", self.health_interval_ms),
-            ("--health-connect-timeout-ms", self.health_connect_timeout_ms),
+            (
+                "--health-connect-timeout-ms",
+                self.health_connect_timeout_ms,
+            ),
             ("--health-timeout-ms", self.health_timeout_ms),
             ("--health-fall", u64::from(self.health_fall)),
             ("--health-rise", u64::from(self.health_rise)),
@@ -316,7 +346,9 @@ impl Args {
                 errors.push(ConfigError::Zero(name));
             }
         }
-        let method = match http::Method::from_bytes(self.health_method.trim().to_ascii_uppercase().as_bytes()) {
+        let method = match http::Method::from_bytes(
+            self.health_method.trim().to_ascii_uppercase().as_bytes(),
+        ) {
             Ok(m) => m,
             Err(_) => {
                 errors.push(ConfigError::HealthMethod(self.health_method.clone()));
@@ -327,7 +359,9 @@ impl Args {
             errors.push(ConfigError::HealthPath(self.health_path.clone()));
         }
         if self.controller.trim().is_empty() {
-            errors.push(ConfigError::Other("--controller must not be empty".to_owned()));
+            errors.push(ConfigError::Other(
+                "--controller must not be empty".to_owned(),
+            ));
         }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
@@ -387,6 +421,7 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -445,7 +480,12 @@ mod tests {
             "0",
         ])
         .unwrap_err();
-        for needle in ["--redis-url", "--publish-service", "--health-path", "--health-fall"] {
+        for needle in [
+            "--redis-url",
+            "--publish-service",
+            "--health-path",
+            "--health-fall",
+        ] {
             assert!(err.contains(needle), "{needle} missing from {err}");
         }
     }

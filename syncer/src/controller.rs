@@ -1,0 +1,428 @@
+//! Watches and the reconcile loop.
+//!
+//! Four reflectors (IngressClass, Ingress, Service, EndpointSlice) keep
+//! in-memory stores; kube-runtime's watcher re-lists after a `410 Gone` or
+//! a dropped connection (with backoff) and swaps the store atomically when
+//! the list is complete. Every change wakes the reconcile loop, which
+//! (after a short debounce that folds bursts into one pass) recomputes the
+//! whole desired state purely ([`crate::desired::compute`]) and lets the
+//! [`Store`] write what differs. A periodic full resync, a Redis error, and
+//! winning the Lease all force a [`Store::resync`] that re-reads Redis.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store as Reader};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, PublishStatus};
+use crate::desired::{self, Desired, ObjectKey, Report, ReportKind, Settings, TlsPair, World};
+use crate::metrics::{Metrics, Readiness};
+use crate::status;
+use crate::store::{self, ApplyReport, Store};
+
+/// Backoff after a failed Redis pass: first retry, and the ceiling.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// The stores the reflectors fill.
+#[derive(Clone)]
+pub struct Stores {
+    pub classes: Reader<IngressClass>,
+    pub ingresses: Reader<Ingress>,
+    pub services: Reader<Service>,
+    pub slices: Reader<EndpointSlice>,
+}
+
+/// Starts one reflector; `synced` turns true after its first full list.
+#[allow(clippy::too_many_arguments)]
+fn reflect<K>(
+    tasks: &mut JoinSet<()>,
+    name: &'static str,
+    api: Api<K>,
+    cfg: watcher::Config,
+    changed: Arc<Notify>,
+    synced: Arc<AtomicBool>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Reader<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store::<K>();
+    let stream = watcher(api, cfg)
+        .default_backoff()
+        // Managed fields are never read: do not keep them in memory.
+        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+        .reflect(writer);
+    tasks.spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            let ev = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                ev = stream.next() => ev,
+            };
+            match ev {
+                None => return,
+                Some(Ok(ev)) => {
+                    metrics.watch_events.with_label_values(&[name]).inc();
+                    match ev {
+                        watcher::Event::InitDone => {
+                            synced.store(true, Ordering::Relaxed);
+                            changed.notify_one();
+                        }
+                        watcher::Event::Apply(_) | watcher::Event::Delete(_) => {
+                            changed.notify_one()
+                        }
+                        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+                    }
+                }
+                Some(Err(e)) => {
+                    metrics.watch_errors.with_label_values(&[name]).inc();
+                    tracing::warn!(resource = name, error = %e, "watch error; retrying");
+                }
+            }
+        }
+    });
+    reader
+}
+
+fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Handles of a running controller, for tests and `run`.
+pub struct Running {
+    pub stores: Stores,
+    pub ready: Arc<Readiness>,
+    pub metrics: Metrics,
+    pub leader: watch::Receiver<bool>,
+}
+
+/// Runs the controller until `shutdown`. Background tasks go to `tasks`:
+/// dropping it (an aborted `run`) stops them all, like a crash.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    tasks: &mut JoinSet<()>,
+    config: Config,
+    client: Client,
+    metrics: Metrics,
+    ready: Arc<Readiness>,
+    leader: watch::Receiver<bool>,
+    shutdown: CancellationToken,
+) {
+    let changed = Arc::new(Notify::new());
+    let flags: Vec<Arc<AtomicBool>> = (0..4).map(|_| Arc::new(AtomicBool::new(false))).collect();
+    let ns = config.namespace.as_deref();
+    let stores = Stores {
+        classes: reflect(
+            tasks,
+            "ingressclasses",
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            changed.clone(),
+            flags[0].clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ),
+        ingresses: reflect(
+            tasks,
+            "ingresses",
+            api(&client, ns),
+            watcher::Config::default(),
+            changed.clone(),
+            flags[1].clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ),
+        services: reflect(
+            tasks,
+            "services",
+            api(&client, ns),
+            watcher::Config::default(),
+            changed.clone(),
+            flags[2].clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ),
+        slices: reflect(
+            tasks,
+            "endpointslices",
+            api(&client, ns),
+            watcher::Config::default(),
+            changed.clone(),
+            flags[3].clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ),
+    };
+
+    // Status and Events.
+    let (outcome_tx, outcome_rx) = watch::channel(status::Outcome::default());
+    let svc_changed = Arc::new(Notify::new());
+    let publish_svc = match &config.publish {
+        PublishStatus::Service { namespace, name } => Some(reflect(
+            tasks,
+            "publishservice",
+            Api::<Service>::namespaced(client.clone(), namespace),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+            svc_changed.clone(),
+            Arc::new(AtomicBool::new(false)),
+            metrics.clone(),
+            shutdown.clone(),
+        )),
+        _ => None,
+    };
+    tasks.spawn(status::run(
+        client.clone(),
+        config.publish.clone(),
+        stores.ingresses.clone(),
+        publish_svc,
+        svc_changed,
+        outcome_rx,
+        leader.clone(),
+        config
+            .lease
+            .as_ref()
+            .map(|l| l.identity.clone())
+            .unwrap_or_else(|| "hipache-syncer".to_owned()),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
+    Reconciler {
+        settings: Settings {
+            controller: config.controller.clone(),
+            class: config.ingress_class.clone(),
+            backend_mode: config.backend_mode,
+        },
+        config,
+        client,
+        stores,
+        synced: flags,
+        metrics,
+        ready,
+        store: None,
+        secrets: BTreeMap::new(),
+        outcome: outcome_tx,
+    }
+    .run(changed, leader, shutdown)
+    .await;
+}
+
+struct Reconciler {
+    config: Config,
+    settings: Settings,
+    client: Client,
+    stores: Stores,
+    synced: Vec<Arc<AtomicBool>>,
+    metrics: Metrics,
+    ready: Arc<Readiness>,
+    store: Option<Store>,
+    /// TLS Secrets fetched (one GET each), refreshed at every resync.
+    secrets: BTreeMap<ObjectKey, Option<TlsPair>>,
+    outcome: watch::Sender<status::Outcome>,
+}
+
+impl Reconciler {
+    async fn run(
+        mut self,
+        changed: Arc<Notify>,
+        mut leader: watch::Receiver<bool>,
+        shutdown: CancellationToken,
+    ) {
+        let mut resync = tokio::time::interval(self.config.resync);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut need_resync = true;
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut backoff = RETRY_MIN;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = changed.notified() => {
+                    // Fold a burst of events (a re-list) into one pass.
+                    tokio::time::sleep(self.config.debounce).await;
+                }
+                _ = resync.tick() => {
+                    need_resync = true;
+                    self.secrets.clear();
+                }
+                r = leader.changed() => {
+                    if r.is_err() { return }
+                    need_resync = true;
+                }
+                _ = async { if let Some(at) = retry_at { tokio::time::sleep_until(at).await } }, if retry_at.is_some() => {}
+            }
+            let synced = self.synced.iter().all(|f| f.load(Ordering::Relaxed));
+            self.ready.synced.store(synced, Ordering::Relaxed);
+            if !synced {
+                continue;
+            }
+            let is_leader = *leader.borrow();
+            self.metrics.leader.set(i64::from(is_leader));
+            if !is_leader {
+                // A follower never talks to Redis; it resyncs when it leads.
+                self.ready.redis_ok.store(true, Ordering::Relaxed);
+                need_resync = true;
+                retry_at = None;
+                continue;
+            }
+            let started = Instant::now();
+            let desired = self.compute().await;
+            match self.write(&desired, need_resync).await {
+                Ok(report) => {
+                    need_resync = false;
+                    retry_at = None;
+                    backoff = RETRY_MIN;
+                    self.ready.redis_ok.store(true, Ordering::Relaxed);
+                    self.metrics.reconciles.inc();
+                    self.publish(desired, &report);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "redis write failed");
+                    self.metrics.reconcile_errors.inc();
+                    self.ready.redis_ok.store(false, Ordering::Relaxed);
+                    need_resync = true;
+                    retry_at = Some(tokio::time::Instant::now() + backoff);
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                }
+            }
+            self.metrics
+                .sync_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    fn world(&self) -> World {
+        World {
+            classes: self.stores.classes.state(),
+            ingresses: self.stores.ingresses.state(),
+            services: self.stores.services.state(),
+            slices: self.stores.slices.state(),
+            secrets: BTreeMap::new(),
+        }
+    }
+
+    async fn compute(&mut self) -> Desired {
+        let mut world = self.world();
+        for key in desired::secret_refs(&world, &self.settings) {
+            if !self.secrets.contains_key(&key) {
+                let api: Api<Secret> = Api::namespaced(self.client.clone(), &key.namespace);
+                match api.get_opt(&key.name).await {
+                    Ok(s) => {
+                        self.secrets
+                            .insert(key.clone(), s.as_ref().and_then(tls_pair));
+                    }
+                    Err(e) => tracing::warn!(secret = %key, error = %e, "cannot read TLS secret"),
+                }
+            }
+            if let Some(Some(pair)) = self.secrets.get(&key) {
+                world.secrets.insert(key, pair.clone());
+            }
+        }
+        let d = desired::compute(&world, &self.settings);
+        self.metrics
+            .frontends
+            .set(i64::try_from(d.frontends.len()).unwrap_or(i64::MAX));
+        self.metrics.invalid_ingresses.set(
+            i64::try_from(
+                d.reports
+                    .iter()
+                    .filter(|r| r.kind == ReportKind::Invalid)
+                    .count(),
+            )
+            .unwrap_or(0),
+        );
+        d
+    }
+
+    async fn write(
+        &mut self,
+        desired: &Desired,
+        resync: bool,
+    ) -> Result<ApplyReport, store::StoreError> {
+        let store = match &mut self.store {
+            Some(s) => s,
+            None => {
+                let con = store::connect(&self.config.redis_url).await?;
+                self.store.insert(Store::new(
+                    con,
+                    hipache_schema::Keys::new(self.config.redis_prefix.clone()),
+                    self.config.namespace.as_deref(),
+                ))
+            }
+        };
+        let report = if resync {
+            store.resync(desired).await?
+        } else {
+            store.apply(desired).await?
+        };
+        self.metrics.redis_writes.inc_by(report.written as u64);
+        self.metrics.redis_deletes.inc_by(report.deleted as u64);
+        self.metrics.foreign_hosts.set(
+            i64::try_from(report.foreign.len() + report.foreign_tls.len()).unwrap_or(i64::MAX),
+        );
+        if report.written + report.deleted > 0 {
+            tracing::debug!(
+                written = report.written,
+                deleted = report.deleted,
+                resync,
+                "redis updated"
+            );
+        }
+        Ok(report)
+    }
+
+    fn publish(&self, desired: Desired, report: &ApplyReport) {
+        let mut reports = desired.reports;
+        for (host, owner) in report.foreign.iter().chain(&report.foreign_tls) {
+            if let Some(ingress) = ObjectKey::from_identifier(owner) {
+                reports.push(Report {
+                    ingress,
+                    kind: ReportKind::ForeignKey,
+                    message: format!(
+                        "host {host} is owned by someone else in Redis (not k8s:); left alone"
+                    ),
+                });
+            }
+        }
+        self.metrics
+            .reports
+            .set(i64::try_from(reports.len()).unwrap_or(i64::MAX));
+        let _ = self.outcome.send(status::Outcome {
+            ingresses: desired.ingresses,
+            reports,
+        });
+    }
+}
+
+fn tls_pair(s: &Secret) -> Option<TlsPair> {
+    let data = s.data.as_ref()?;
+    let get = |k: &str| {
+        data.get(k)
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+    };
+    Some(TlsPair {
+        cert: get("tls.crt")?,
+        key: get("tls.key")?,
+    })
+}

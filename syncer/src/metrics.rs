@@ -1,0 +1,254 @@
+//! Prometheus metrics (all names here, `hipache_syncer_*`) and the admin
+//! listener: `/metrics`, `/healthz`, `/readyz`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Every metric name the syncer exports.
+pub const NAMES: &[&str] = &[
+    "hipache_syncer_reconciles_total",
+    "hipache_syncer_reconcile_errors_total",
+    "hipache_syncer_redis_writes_total",
+    "hipache_syncer_redis_deletes_total",
+    "hipache_syncer_watch_events_total",
+    "hipache_syncer_watch_errors_total",
+    "hipache_syncer_frontends",
+    "hipache_syncer_invalid_ingresses",
+    "hipache_syncer_reports",
+    "hipache_syncer_foreign_hosts",
+    "hipache_syncer_leader",
+    "hipache_syncer_sync_duration_seconds",
+    "hipache_syncer_status_updates_total",
+    "hipache_syncer_events_total",
+    "hipache_syncer_health_probes_total",
+    "hipache_syncer_backends_dead",
+];
+
+/// Values of the `resource` label.
+pub const RESOURCES: &[&str] = &[
+    "ingressclasses",
+    "ingresses",
+    "services",
+    "endpointslices",
+    "publishservice",
+];
+
+/// The syncer's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub reconciles: IntCounter,
+    pub reconcile_errors: IntCounter,
+    pub redis_writes: IntCounter,
+    pub redis_deletes: IntCounter,
+    /// Label `resource`: ingresses, ingressclasses, services, endpointslices.
+    pub watch_events: IntCounterVec,
+    pub watch_errors: IntCounterVec,
+    pub frontends: IntGauge,
+    pub invalid_ingresses: IntGauge,
+    pub reports: IntGauge,
+    pub foreign_hosts: IntGauge,
+    pub leader: IntGauge,
+    pub sync_duration: Histogram,
+    pub status_updates: IntCounter,
+    pub events: IntCounter,
+    /// Label `result`: ok, fail.
+    pub health_probes: IntCounterVec,
+    pub backends_dead: IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    #[allow(clippy::expect_used)] // constant, valid metric definitions
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |n: &str, h: &str| {
+            let c = IntCounter::new(n, h).expect("valid counter");
+            registry.register(Box::new(c.clone())).expect("unique name");
+            c
+        };
+        let counter_vec = |n: &str, h: &str, l: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(n, h), l).expect("valid counter");
+            registry.register(Box::new(c.clone())).expect("unique name");
+            c
+        };
+        let gauge = |n: &str, h: &str| {
+            let g = IntGauge::new(n, h).expect("valid gauge");
+            registry.register(Box::new(g.clone())).expect("unique name");
+            g
+        };
+        let sync_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "hipache_syncer_sync_duration_seconds",
+                "Time of one reconcile pass (translate and write)",
+            )
+            .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
+        )
+        .expect("valid histogram");
+        registry
+            .register(Box::new(sync_duration.clone()))
+            .expect("unique name");
+        let m = Self {
+            reconciles: counter("hipache_syncer_reconciles_total", "Reconcile passes"),
+            reconcile_errors: counter(
+                "hipache_syncer_reconcile_errors_total",
+                "Reconcile passes that failed (Redis)",
+            ),
+            redis_writes: counter("hipache_syncer_redis_writes_total", "Keys written"),
+            redis_deletes: counter("hipache_syncer_redis_deletes_total", "Keys deleted"),
+            watch_events: counter_vec(
+                "hipache_syncer_watch_events_total",
+                "Watch events received",
+                &["resource"],
+            ),
+            watch_errors: counter_vec(
+                "hipache_syncer_watch_errors_total",
+                "Watch errors (retried)",
+                &["resource"],
+            ),
+            frontends: gauge("hipache_syncer_frontends", "Frontends desired"),
+            invalid_ingresses: gauge(
+                "hipache_syncer_invalid_ingresses",
+                "Ingresses of our class that do not validate",
+            ),
+            reports: gauge("hipache_syncer_reports", "Problems reported on Ingresses"),
+            foreign_hosts: gauge(
+                "hipache_syncer_foreign_hosts",
+                "Desired hosts owned by someone else",
+            ),
+            leader: gauge(
+                "hipache_syncer_leader",
+                "1 while this replica holds the Lease",
+            ),
+            status_updates: counter(
+                "hipache_syncer_status_updates_total",
+                "Ingress status patches",
+            ),
+            events: counter("hipache_syncer_events_total", "Kubernetes Events published"),
+            health_probes: counter_vec(
+                "hipache_syncer_health_probes_total",
+                "Active health probes",
+                &["result"],
+            ),
+            backends_dead: gauge(
+                "hipache_syncer_backends_dead",
+                "Backends marked dead by the checker",
+            ),
+            sync_duration,
+            registry,
+        };
+        // Every bounded label value exists from the start (at zero), so
+        // dashboards and alerts see the series before the first event.
+        for r in RESOURCES {
+            m.watch_events.with_label_values(&[r]);
+            m.watch_errors.with_label_values(&[r]);
+        }
+        for r in ["ok", "fail"] {
+            m.health_probes.with_label_values(&[r]);
+        }
+        m
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// What `/readyz` answers.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    /// Every watch has listed once.
+    pub synced: AtomicBool,
+    /// The last Redis pass succeeded (always true on a follower).
+    pub redis_ok: AtomicBool,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.synced.load(Ordering::Relaxed) && self.redis_ok.load(Ordering::Relaxed)
+    }
+}
+
+/// Serves the admin endpoints until `shutdown`.
+pub async fn serve_admin(
+    addr: SocketAddr,
+    metrics: Metrics,
+    ready: Arc<Readiness>,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok(s) => s,
+                    Err(_) => continue,
+                },
+            };
+            let metrics = metrics.clone();
+            let ready = ready.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let (status, body) = match req.uri().path() {
+                        "/metrics" => (StatusCode::OK, metrics.render()),
+                        "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
+                        "/readyz" if ready.is_ready() => (StatusCode::OK, "ready\n".to_owned()),
+                        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned()),
+                        _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
+                    };
+                    let mut resp = Response::new(Full::new(Bytes::from(body)));
+                    *resp.status_mut() = status;
+                    std::future::ready(Ok::<_, Infallible>(resp))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_is_exported_and_listed() {
+        let m = Metrics::new();
+        m.watch_events.with_label_values(&["ingresses"]).inc();
+        m.watch_errors.with_label_values(&["ingresses"]).inc();
+        m.health_probes.with_label_values(&["ok"]).inc();
+        let text = m.render();
+        for n in NAMES {
+            assert!(text.contains(n), "{n} not exported");
+        }
+        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+            let name = line.split_whitespace().nth(2).unwrap_or_default();
+            assert!(NAMES.contains(&name), "{name} not listed in NAMES");
+        }
+    }
+}

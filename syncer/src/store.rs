@@ -1,0 +1,480 @@
+//! Redis diff and apply: the syncer's owned part of the Hipache schema.
+//!
+//! Ownership: a `frontend:` list whose identifier starts with `k8s:` (with
+//! a namespace-scoped syncer, `k8s:<namespace>/`) and a `tls:` hash whose
+//! `owner` field does, belong to the syncer. Anything else (a redis-cli
+//! tenant's list, a key of another type) is never written or deleted: the
+//! host is reported as foreign and skipped.
+//!
+//! Every write is per host and atomic: `WATCH key`, read it, check the
+//! owner, then `MULTI … EXEC`; when someone (redis-cli) changed the key in
+//! between, `EXEC` aborts and the host is retried, re-reading the new
+//! owner. Writes are diff-based against what the store believes Redis
+//! holds ([`Store::apply`]); [`Store::resync`] re-reads every owned key
+//! first, so drift is repaired and leftovers of deleted Ingresses removed.
+//!
+//! When a frontend's backends change, its `dead:<host>` set is deleted in
+//! the same transaction: dead marks name positions, and the positions of
+//! the old list mean nothing in the new one.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hipache_schema::entry::SYNCER_IDENTIFIER_PREFIX;
+use hipache_schema::keys::{TLS_CERT_FIELD, TLS_CHANNEL, TLS_KEY_FIELD, TLS_OWNER_FIELD};
+use hipache_schema::Keys;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, RedisError, Value};
+use thiserror::Error;
+
+use crate::desired::{Desired, TlsEntry};
+
+/// A host is retried this many times when its WATCH fires (someone wrote
+/// it between our read and our EXEC) before we give up until the next pass.
+const WATCH_RETRIES: usize = 5;
+/// Keys asked per SCAN round trip during a resync.
+const SCAN_COUNT: usize = 1000;
+/// Redis timeouts: long enough for a big pipeline, short enough that an
+/// outage shows quickly in readiness.
+pub const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] RedisError),
+}
+
+/// Opens a reconnecting Redis connection (the URL without `#prefix`).
+pub async fn connect(url: &str) -> Result<ConnectionManager, StoreError> {
+    let client = redis::Client::open(url)?;
+    let cfg = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
+        .set_number_of_retries(2);
+    Ok(ConnectionManager::new_with_config(client, cfg).await?)
+}
+
+/// What one write pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub written: usize,
+    pub deleted: usize,
+    /// Hosts we want but someone else owns: (host, identifier we wanted).
+    pub foreign: Vec<(String, String)>,
+    /// TLS hosts we want but someone else owns: (host, owner we wanted).
+    pub foreign_tls: Vec<(String, String)>,
+    /// Hosts given up on after repeated concurrent writes (next pass retries).
+    pub contended: usize,
+}
+
+enum Outcome {
+    Written,
+    Unchanged,
+    Foreign,
+    Contended,
+}
+
+/// The syncer's view of Redis.
+pub struct Store {
+    con: ConnectionManager,
+    keys: Keys,
+    /// Identifiers we own start with this.
+    owner_prefix: String,
+    /// Owned frontends as we believe Redis holds them.
+    applied: BTreeMap<String, Vec<String>>,
+    applied_tls: BTreeMap<String, TlsEntry>,
+    /// Hosts found owned by someone else: not retried until a resync.
+    foreign: BTreeMap<String, String>,
+    foreign_tls: BTreeMap<String, String>,
+    /// Test hook run between our read and our `EXEC`, with the key.
+    before_exec: Option<BeforeExec>,
+}
+
+/// See [`Store::set_before_exec`].
+pub type BeforeExec = Box<dyn FnMut(&str) + Send>;
+
+impl Store {
+    /// `namespace`: a namespace-scoped syncer owns only `k8s:<namespace>/`.
+    pub fn new(con: ConnectionManager, keys: Keys, namespace: Option<&str>) -> Self {
+        let owner_prefix = match namespace {
+            Some(ns) => format!("{SYNCER_IDENTIFIER_PREFIX}{ns}/"),
+            None => SYNCER_IDENTIFIER_PREFIX.to_owned(),
+        };
+        Self {
+            con,
+            keys,
+            owner_prefix,
+            applied: BTreeMap::new(),
+            applied_tls: BTreeMap::new(),
+            foreign: BTreeMap::new(),
+            foreign_tls: BTreeMap::new(),
+            before_exec: None,
+        }
+    }
+
+    /// Runs `hook` between the read of a key and the `EXEC` that writes it,
+    /// so tests can race a redis-cli write against the transaction.
+    #[doc(hidden)]
+    pub fn set_before_exec(&mut self, hook: Option<BeforeExec>) {
+        self.before_exec = hook;
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Whether an identifier (or TLS owner) marks a key as ours.
+    pub fn owns(&self, identifier: &str) -> bool {
+        identifier.starts_with(&self.owner_prefix)
+    }
+
+    /// The frontends we believe we wrote.
+    pub fn applied(&self) -> &BTreeMap<String, Vec<String>> {
+        &self.applied
+    }
+
+    /// Forgets what Redis holds, so the next [`apply`](Self::apply) must be
+    /// a [`resync`](Self::resync) to be trusted (after a Redis outage or a
+    /// change of leader).
+    pub fn forget(&mut self) {
+        self.applied.clear();
+        self.applied_tls.clear();
+        self.foreign.clear();
+        self.foreign_tls.clear();
+    }
+
+    /// Re-reads every owned key from Redis, then applies `desired`: repairs
+    /// drift, removes owned keys nothing wants, re-checks foreign hosts.
+    pub async fn resync(&mut self, desired: &Desired) -> Result<ApplyReport, StoreError> {
+        self.forget();
+        let pattern = format!("{}frontend:*", glob_escape(self.keys.prefix()));
+        for key in self.scan(&pattern).await? {
+            let Some(host) = self.keys.frontend_host(&key).map(str::to_owned) else {
+                continue;
+            };
+            if let Some(list) = self.read_list(&key).await? {
+                if list.first().is_some_and(|id| self.owns(id)) {
+                    self.applied.insert(host, list);
+                }
+            }
+        }
+        let pattern = format!("{}tls:*", glob_escape(self.keys.prefix()));
+        for key in self.scan(&pattern).await? {
+            let Some(host) = self.keys.tls_host(&key).map(str::to_owned) else {
+                continue;
+            };
+            if let Some(entry) = self.read_tls(&key).await? {
+                if self.owns(&entry.owner) {
+                    self.applied_tls.insert(host, entry);
+                }
+            }
+        }
+        self.apply(desired).await
+    }
+
+    /// Writes what changed since the last pass and deletes what is no
+    /// longer desired, host by host.
+    pub async fn apply(&mut self, desired: &Desired) -> Result<ApplyReport, StoreError> {
+        let mut report = ApplyReport::default();
+        self.foreign
+            .retain(|h, _| desired.frontends.contains_key(h));
+        self.foreign_tls.retain(|h, _| desired.tls.contains_key(h));
+        for (host, list) in &desired.frontends {
+            if self.applied.get(host) == Some(list) || self.foreign.contains_key(host) {
+                continue;
+            }
+            match self.write_frontend(host, list).await? {
+                Outcome::Written => {
+                    report.written += 1;
+                    self.applied.insert(host.clone(), list.clone());
+                }
+                Outcome::Unchanged => {
+                    self.applied.insert(host.clone(), list.clone());
+                }
+                Outcome::Foreign => {
+                    self.applied.remove(host);
+                    self.foreign
+                        .insert(host.clone(), list.first().cloned().unwrap_or_default());
+                }
+                Outcome::Contended => report.contended += 1,
+            }
+        }
+        let stale: Vec<String> = self
+            .applied
+            .keys()
+            .filter(|h| !desired.frontends.contains_key(*h))
+            .cloned()
+            .collect();
+        for host in stale {
+            match self.delete_frontend(&host).await? {
+                Outcome::Written => {
+                    report.deleted += 1;
+                    self.applied.remove(&host);
+                }
+                Outcome::Contended => report.contended += 1,
+                _ => {
+                    self.applied.remove(&host);
+                }
+            }
+        }
+        for (host, entry) in &desired.tls {
+            if self.applied_tls.get(host) == Some(entry) || self.foreign_tls.contains_key(host) {
+                continue;
+            }
+            match self.write_tls(host, entry).await? {
+                Outcome::Written => {
+                    report.written += 1;
+                    self.applied_tls.insert(host.clone(), entry.clone());
+                }
+                Outcome::Unchanged => {
+                    self.applied_tls.insert(host.clone(), entry.clone());
+                }
+                Outcome::Foreign => {
+                    self.applied_tls.remove(host);
+                    self.foreign_tls.insert(host.clone(), entry.owner.clone());
+                }
+                Outcome::Contended => report.contended += 1,
+            }
+        }
+        let stale: Vec<String> = self
+            .applied_tls
+            .keys()
+            .filter(|h| !desired.tls.contains_key(*h))
+            .cloned()
+            .collect();
+        for host in stale {
+            match self.delete_tls(&host).await? {
+                Outcome::Written => {
+                    report.deleted += 1;
+                    self.applied_tls.remove(&host);
+                }
+                Outcome::Contended => report.contended += 1,
+                _ => {
+                    self.applied_tls.remove(&host);
+                }
+            }
+        }
+        report.foreign = self
+            .foreign
+            .iter()
+            .map(|(h, o)| (h.clone(), o.clone()))
+            .collect();
+        report.foreign_tls = self
+            .foreign_tls
+            .iter()
+            .map(|(h, o)| (h.clone(), o.clone()))
+            .collect();
+        Ok(report)
+    }
+
+    async fn scan(&mut self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut self.con)
+                .await?;
+            out.extend(keys);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// A list's elements; `None` when the key holds another type.
+    async fn read_list(&mut self, key: &str) -> Result<Option<Vec<String>>, StoreError> {
+        match self.con.lrange::<_, Vec<String>>(key, 0, -1).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if is_wrongtype(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A `tls:` hash; `None` when absent, empty or of another type. An entry
+    /// without an owner field has an empty owner (not ours).
+    async fn read_tls(&mut self, key: &str) -> Result<Option<TlsEntry>, StoreError> {
+        match self.con.hgetall::<_, BTreeMap<String, String>>(key).await {
+            Ok(mut h) if !h.is_empty() => Ok(Some(TlsEntry {
+                owner: h.remove(TLS_OWNER_FIELD).unwrap_or_default(),
+                cert: h.remove(TLS_CERT_FIELD).unwrap_or_default(),
+                key: h.remove(TLS_KEY_FIELD).unwrap_or_default(),
+            })),
+            Ok(_) => Ok(None),
+            Err(e) if is_wrongtype(&e) => Ok(Some(TlsEntry {
+                owner: String::new(),
+                cert: String::new(),
+                key: String::new(),
+            })),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn watch(&mut self, key: &str) -> Result<(), StoreError> {
+        redis::cmd("WATCH")
+            .arg(key)
+            .exec_async(&mut self.con)
+            .await?;
+        Ok(())
+    }
+
+    async fn unwatch(&mut self) -> Result<(), StoreError> {
+        redis::cmd("UNWATCH").exec_async(&mut self.con).await?;
+        Ok(())
+    }
+
+    /// `EXEC` result: `false` when the transaction aborted (WATCH fired).
+    async fn exec(&mut self, key: &str, pipe: &redis::Pipeline) -> Result<bool, StoreError> {
+        if let Some(hook) = self.before_exec.as_mut() {
+            hook(key);
+        }
+        let r: Option<Value> = pipe.query_async(&mut self.con).await?;
+        Ok(r.is_some())
+    }
+
+    async fn write_frontend(&mut self, host: &str, list: &[String]) -> Result<Outcome, StoreError> {
+        let key = self.keys.frontend(host);
+        let dead = self.keys.dead(host);
+        for _ in 0..WATCH_RETRIES {
+            self.watch(&key).await?;
+            let current = match self.read_list(&key).await? {
+                Some(c) => c,
+                None => {
+                    self.unwatch().await?;
+                    return Ok(Outcome::Foreign);
+                }
+            };
+            if current.first().is_some_and(|id| !self.owns(id)) {
+                self.unwatch().await?;
+                return Ok(Outcome::Foreign);
+            }
+            if current == list {
+                self.unwatch().await?;
+                return Ok(Outcome::Unchanged);
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic().del(&key).rpush(&key, list);
+            if current.get(1..) != list.get(1..) {
+                pipe.del(&dead);
+            }
+            if self.exec(&key, &pipe).await? {
+                return Ok(Outcome::Written);
+            }
+        }
+        Ok(Outcome::Contended)
+    }
+
+    async fn delete_frontend(&mut self, host: &str) -> Result<Outcome, StoreError> {
+        let key = self.keys.frontend(host);
+        let dead = self.keys.dead(host);
+        for _ in 0..WATCH_RETRIES {
+            self.watch(&key).await?;
+            let current = self.read_list(&key).await?;
+            let ours = current
+                .as_ref()
+                .and_then(|c| c.first())
+                .is_some_and(|id| self.owns(id));
+            if !ours {
+                self.unwatch().await?;
+                return Ok(Outcome::Foreign);
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic().del(&key).del(&dead);
+            if self.exec(&key, &pipe).await? {
+                return Ok(Outcome::Written);
+            }
+        }
+        Ok(Outcome::Contended)
+    }
+
+    async fn write_tls(&mut self, host: &str, entry: &TlsEntry) -> Result<Outcome, StoreError> {
+        let key = self.keys.tls(host);
+        for _ in 0..WATCH_RETRIES {
+            self.watch(&key).await?;
+            let current = self.read_tls(&key).await?;
+            if let Some(c) = &current {
+                if !self.owns(&c.owner) {
+                    self.unwatch().await?;
+                    return Ok(Outcome::Foreign);
+                }
+                if c == entry {
+                    self.unwatch().await?;
+                    return Ok(Outcome::Unchanged);
+                }
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .del(&key)
+                .hset_multiple(
+                    &key,
+                    &[
+                        (TLS_CERT_FIELD, entry.cert.as_str()),
+                        (TLS_KEY_FIELD, entry.key.as_str()),
+                        (TLS_OWNER_FIELD, entry.owner.as_str()),
+                    ],
+                )
+                .publish(TLS_CHANNEL, host);
+            if self.exec(&key, &pipe).await? {
+                return Ok(Outcome::Written);
+            }
+        }
+        Ok(Outcome::Contended)
+    }
+
+    async fn delete_tls(&mut self, host: &str) -> Result<Outcome, StoreError> {
+        let key = self.keys.tls(host);
+        for _ in 0..WATCH_RETRIES {
+            self.watch(&key).await?;
+            let ours = self
+                .read_tls(&key)
+                .await?
+                .is_some_and(|c| self.owns(&c.owner));
+            if !ours {
+                self.unwatch().await?;
+                return Ok(Outcome::Foreign);
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic().del(&key).publish(TLS_CHANNEL, host);
+            if self.exec(&key, &pipe).await? {
+                return Ok(Outcome::Written);
+            }
+        }
+        Ok(Outcome::Contended)
+    }
+}
+
+fn is_wrongtype(e: &RedisError) -> bool {
+    e.code() == Some("WRONGTYPE")
+}
+
+/// Escapes glob characters of a key prefix for `SCAN MATCH`.
+pub fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_escape_protects_prefixes() {
+        assert_eq!(glob_escape("t[1]*"), "t\\[1\\]\\*");
+        assert_eq!(glob_escape(""), "");
+    }
+}

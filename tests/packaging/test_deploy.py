@@ -1,0 +1,45 @@
+"""deploy/: the manifests are a fresh render of the chart's defaults, the
+kustomization builds, and the chart's dashboard is deploy/'s."""
+
+from __future__ import annotations
+
+import difflib
+
+import kubernetes_validate
+import yaml
+
+from helpers import CHART_DASHBOARD, DASHBOARD, DEPLOY, deploy_manifest, run, tool
+
+
+def test_deploy_manifests_match_a_fresh_render():
+    fresh = deploy_manifest()
+    current = (DEPLOY / "hipache.yaml").read_text()
+    if fresh != current:
+        diff = "".join(difflib.unified_diff(current.splitlines(True), fresh.splitlines(True),
+                                            "deploy/hipache.yaml", "fresh render", n=2))
+        raise AssertionError("deploy/hipache.yaml is stale: run `scripts/check-packaging --update`\n" + diff[:6000])
+
+
+def test_deploy_has_no_generated_secret():
+    objs = [d for d in yaml.safe_load_all((DEPLOY / "hipache.yaml").read_text()) if d]
+    assert not [o for o in objs if o["kind"] == "Secret"], "a Secret (password) would be committed"
+    assert {o["kind"] for o in objs} >= {"Deployment", "StatefulSet", "Service", "ConfigMap", "IngressClass",
+                                         "ClusterRole", "ClusterRoleBinding", "ServiceAccount", "PodDisruptionBudget"}
+
+
+def test_kustomization_builds_and_validates():
+    res = run([tool("kubectl"), "kustomize", str(DEPLOY)])
+    assert res.returncode == 0, res.stderr
+    objs = [d for d in yaml.safe_load_all(res.stdout) if d]
+    kinds = [o["kind"] for o in objs]
+    assert "Namespace" in kinds and "Deployment" in kinds
+    for o in objs:
+        kubernetes_validate.validate(o, "1.33.0", strict=True)
+        if o["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding", "IngressClass"):
+            assert o["metadata"]["namespace"] == "hipache", o["metadata"]["name"]
+
+
+def test_chart_dashboard_is_deploy_dashboard():
+    assert DASHBOARD.exists(), "deploy/grafana/hipache-dashboard.json is missing"
+    assert CHART_DASHBOARD.read_bytes() == DASHBOARD.read_bytes(), \
+        "charts/hipache/dashboards/ is stale: run `scripts/check-packaging --update`"
