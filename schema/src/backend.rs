@@ -46,11 +46,21 @@ pub enum BackendUrlError {
     Port,
     #[error("backend URL has an invalid character")]
     InvalidChar,
+    /// An `unavailable:<reason>` placeholder: a deliberate non-backend
+    /// (the syncer writes it for a path with no ready endpoint).
+    #[error("placeholder for an unavailable backend")]
+    Unavailable,
 }
+
+/// Prefix of a placeholder element that is never a backend.
+pub const UNAVAILABLE_PREFIX: &str = "unavailable:";
 
 impl BackendUrl {
     pub fn parse(raw: &str) -> Result<Self, BackendUrlError> {
         let raw = raw.trim();
+        if raw.starts_with(UNAVAILABLE_PREFIX) {
+            return Err(BackendUrlError::Unavailable);
+        }
         let (scheme, rest) = if let Some(rest) = strip_prefix_ci(raw, "http://") {
             (Scheme::Http, rest)
         } else if let Some(rest) = strip_prefix_ci(raw, "https://") {
@@ -140,6 +150,14 @@ mod tests {
         let v6 = BackendUrl::parse("http://[::1]:9000").unwrap();
         assert_eq!(v6.authority(), "[::1]:9000");
         assert_eq!(v6.to_string(), "http://[::1]:9000");
+    }
+
+    #[test]
+    fn placeholders_are_not_backends() {
+        assert_eq!(
+            BackendUrl::parse("unavailable:no-ready-endpoints"),
+            Err(BackendUrlError::Unavailable)
+        );
     }
 
     #[test]

@@ -46,6 +46,12 @@ impl BackendEntry {
         }
     }
 
+    /// A backend element that should have been a URL and is not (a
+    /// placeholder is not invalid).
+    pub fn is_invalid(&self) -> bool {
+        matches!(&self.url, Err(e) if *e != crate::backend::BackendUrlError::Unavailable)
+    }
+
     /// The stored form of a backend element: the inverse of [`decode`].
     ///
     /// [`decode`]: BackendEntry::decode
@@ -126,6 +132,22 @@ impl Frontend {
             .filter(move |b| b.path.as_ref() == group)
     }
 
+    /// Whether this frontend, found under the candidate key `frontend_host`
+    /// for `request_host`, applies. Hipache's wildcards cover any depth
+    /// below their domain (`*.example.com` covers `a.b.example.com`);
+    /// Kubernetes Ingress wildcards cover exactly one label, so a wildcard
+    /// frontend written by the syncer does not cover deeper hosts, which
+    /// then fall through to the next candidate.
+    pub fn covers(&self, frontend_host: &str, request_host: &str) -> bool {
+        match frontend_host.strip_prefix("*.") {
+            Some(domain) if self.is_syncer_owned() => request_host
+                .strip_suffix(domain)
+                .and_then(|h| h.strip_suffix('.'))
+                .is_some_and(|label| !label.is_empty() && !label.contains('.')),
+            _ => true,
+        }
+    }
+
     /// Whether the syncer owns this frontend.
     pub fn is_syncer_owned(&self) -> bool {
         self.identifier.starts_with(SYNCER_IDENTIFIER_PREFIX)
@@ -193,6 +215,17 @@ mod tests {
         let f = Frontend::decode(&["x", "/foo http://a:80"]).unwrap();
         assert_eq!(f.select("/bar"), Selection::NoMatch);
         assert!(matches!(f.select("/foo/bar"), Selection::Group(Some(_))));
+    }
+
+    #[test]
+    fn syncer_wildcards_cover_one_label_hipache_ones_any() {
+        let k8s = Frontend::decode(&["k8s:ns/web", "http://a"]).unwrap();
+        let tenant = Frontend::decode(&["tenant", "http://a"]).unwrap();
+        assert!(k8s.covers("*.foo.com", "bar.foo.com"));
+        assert!(!k8s.covers("*.foo.com", "baz.bar.foo.com"));
+        assert!(tenant.covers("*.foo.com", "baz.bar.foo.com"));
+        assert!(k8s.covers("*", "anything.at.all"));
+        assert!(k8s.covers("bar.foo.com", "bar.foo.com"));
     }
 
     #[test]

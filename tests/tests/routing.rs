@@ -427,3 +427,32 @@ async fn bad_backend_url_is_skipped() {
     }
     assert_eq!(live.request_count(), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncer_wildcards_cover_one_label_like_kubernetes() {
+    let (redis, proxy) = setup(json!({})).await;
+    let k8s = Backend::start("k8s").await;
+    let tenant = Backend::start("tenant").await;
+    let all = Backend::start("all").await;
+    redis
+        .rpush_frontend("*.kube.test", "k8s:ns/web", &[k8s.url()])
+        .await;
+    redis
+        .rpush_frontend("*.tenant.test", "tenant", &[tenant.url()])
+        .await;
+    redis.rpush_frontend("*", "catch-all", &[all.url()]).await;
+    assert_eq!(
+        get(proxy.addr(), "a.kube.test", "/").await.backend(),
+        Some("k8s")
+    );
+    assert_eq!(
+        get(proxy.addr(), "b.a.kube.test", "/").await.backend(),
+        Some("all"),
+        "an Ingress wildcard covers one label; deeper hosts fall through"
+    );
+    assert_eq!(
+        get(proxy.addr(), "b.a.tenant.test", "/").await.backend(),
+        Some("tenant"),
+        "Hipache wildcards cover any depth"
+    );
+}

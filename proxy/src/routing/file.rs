@@ -63,7 +63,7 @@ impl FileStore {
                 host: h,
             })
             .collect();
-        resolve(&cands, &request_dead, path)
+        resolve(host, &cands, &request_dead, path)
     }
 
     pub fn mark_dead(&self, mark: DeadMark) {
@@ -87,9 +87,7 @@ fn load(path: &PathBuf) -> Result<Frontends, String> {
     let mut out = HashMap::new();
     for (host, list) in file.normalized() {
         if let Some(f) = Frontend::decode(&list) {
-            for b in f.backends.iter().filter(|b| b.url.is_err()) {
-                tracing::warn!(frontend = %host, backend = %b.raw, "invalid backend URL skipped");
-            }
+            super::log_invalid_backends(&host, &f);
             out.insert(host, Arc::new(f));
         }
     }

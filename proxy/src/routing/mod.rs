@@ -54,12 +54,21 @@ pub struct Candidate {
 
 /// The lookup rule shared by every store: the first candidate whose list
 /// is non-empty and has backends for this path wins; its dead marks are
-/// unioned with the request host's.
-pub fn resolve(candidates: &[Candidate], request_dead: &[usize], path: &str) -> Option<Route> {
+/// unioned with the request host's. A wildcard frontend written by the
+/// syncer covers one label only (Kubernetes' rule; see `Frontend::covers`).
+pub fn resolve(
+    host: &str,
+    candidates: &[Candidate],
+    request_dead: &[usize],
+    path: &str,
+) -> Option<Route> {
     for c in candidates {
         let Some(frontend) = &c.frontend else {
             continue;
         };
+        if !frontend.covers(&c.host, host) {
+            continue;
+        }
         let group = match frontend.select(path) {
             Selection::NoMatch => continue,
             Selection::Group(g) => g.cloned(),
@@ -78,6 +87,13 @@ pub fn resolve(candidates: &[Candidate], request_dead: &[usize], path: &str) -> 
         });
     }
     None
+}
+
+/// Logs the backends of a frontend that do not parse (they are skipped).
+fn log_invalid_backends(frontend_host: &str, frontend: &Frontend) {
+    for b in frontend.backends.iter().filter(|b| b.is_invalid()) {
+        tracing::warn!(frontend = frontend_host, backend = %b.raw, "invalid backend URL skipped");
+    }
 }
 
 /// How a lookup ended, for the metrics.
@@ -172,6 +188,7 @@ mod tests {
     #[test]
     fn first_non_empty_wins_and_dead_sets_union() {
         let r = resolve(
+            "a.x.com",
             &[
                 cand("a.x.com", &[], &[]),
                 cand("*.x.com", &["w", "http://a", "http://b"], &[0]),
@@ -188,6 +205,7 @@ mod tests {
     #[test]
     fn path_only_frontend_falls_through() {
         let r = resolve(
+            "a.com",
             &[
                 cand("a.com", &["k8s:x/y", "/api http://a"], &[]),
                 cand("*", &["all", "http://c"], &[]),

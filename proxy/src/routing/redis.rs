@@ -202,7 +202,7 @@ impl RedisStore {
     pub async fn lookup(&self, host: &str, path: &str) -> Result<Option<Route>, ProxyError> {
         if let Some(hit) = self.cache.fresh(host) {
             self.metrics.cache("hit");
-            return Ok(resolve(&hit.candidates, &hit.request_dead, path));
+            return Ok(resolve(host, &hit.candidates, &hit.request_dead, path));
         }
         if self.cache.mode() != Mode::Strict {
             self.metrics.cache("miss");
@@ -218,7 +218,7 @@ impl RedisStore {
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(lookup) => {
-                let route = resolve(&lookup.candidates, &lookup.request_dead, path);
+                let route = resolve(host, &lookup.candidates, &lookup.request_dead, path);
                 self.cache.insert(host, Arc::new(lookup), epoch);
                 Ok(route)
             }
@@ -241,7 +241,7 @@ impl RedisStore {
                 if self.read.first_stale_of_outage() {
                     tracing::warn!(error = why, age = ?age, "Redis unreachable: serving last known routes");
                 }
-                Ok(resolve(&hit.candidates, &hit.request_dead, path))
+                Ok(resolve(host, &hit.candidates, &hit.request_dead, path))
             }
             None => Err(ProxyError::RoutesUnavailable(why.to_owned())),
         }
@@ -316,9 +316,7 @@ fn decode_list(host: &str, v: &Value) -> Option<Arc<Frontend>> {
         Value::Array(items) => {
             let strings: Vec<String> = items.iter().filter_map(value_string).collect();
             let frontend = Frontend::decode(&strings)?;
-            for b in frontend.backends.iter().filter(|b| b.url.is_err()) {
-                tracing::warn!(frontend = host, backend = %b.raw, "invalid backend URL skipped");
-            }
+            super::log_invalid_backends(host, &frontend);
             Some(Arc::new(frontend))
         }
         Value::Nil => None,
