@@ -54,6 +54,11 @@ pub enum BackendMode {
     about = "Kubernetes Ingress to Hipache Redis syncer"
 )]
 pub struct Args {
+    /// Validate the flags and environment, say so, and exit (nothing is
+    /// contacted): for charts and deployment checks.
+    #[arg(long, env = "HIPACHE_SYNCER_CHECK_CONFIG")]
+    pub check_config: bool,
+
     /// Redis URL: redis://[:password@]host[:port][/db][#prefix]; the
     /// fragment is the key prefix, as in the proxy's driver URL.
     #[arg(

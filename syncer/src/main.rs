@@ -6,7 +6,12 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = hipache_syncer::config::Args::parse();
+    let check_only = args.check_config;
     let config = args.into_config()?;
+    if check_only {
+        println!("hipache-syncer: configuration is valid");
+        return Ok(());
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if config.log_json {
