@@ -69,8 +69,14 @@ struct Exchange {
     version: Version,
     referer: String,
     user_agent: String,
-    /// The matched frontend's identifier, once known.
-    identifier: OnceLock<String>,
+    /// The matched frontend, once known (for its identifier).
+    frontend: OnceLock<Arc<hipache_schema::Frontend>>,
+}
+
+impl Exchange {
+    fn identifier(&self) -> Option<&str> {
+        self.frontend.get().map(|f| f.identifier.as_str())
+    }
 }
 
 /// The hyper service function: never fails; every error becomes a page.
@@ -107,7 +113,7 @@ pub async fn handle(
         version: req.version(),
         referer: header_text(header::REFERER),
         user_agent: header_text(header::USER_AGENT),
-        identifier: OnceLock::new(),
+        frontend: OnceLock::new(),
     };
     shared.metrics.in_flight.inc();
     let resp = match proxy(&shared, &conn, &ex, req).await {
@@ -119,7 +125,7 @@ pub async fn handle(
         resp.status(),
         &ex.method,
         ex.start.elapsed(),
-        ex.identifier.get().map(String::as_str),
+        ex.identifier(),
     );
     Ok(resp)
 }
@@ -164,7 +170,7 @@ async fn proxy(
         .metrics
         .lookup(crate::routing::outcome(&host, &found));
     let route = found?.ok_or(ProxyError::NoFrontend)?;
-    let _ = ex.identifier.set(route.frontend.identifier.clone());
+    let _ = ex.frontend.set(route.frontend.clone());
     forward(shared, conn, ex, &host, &route, req).await
 }
 
@@ -183,8 +189,7 @@ async fn forward(
     let mut last_error = None;
     let upgrade = upgrade::requested(req.headers());
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-    let client_body_failed = Arc::new(AtomicBool::new(false));
-    let upstream_req = upstream_request(shared, conn, req, upgrade, client_body_failed.clone());
+    let (upstream_req, client_body_failed) = upstream_request(shared, conn, req, upgrade);
     let skipped = route
         .frontend
         .group(route.group.as_ref())
@@ -225,7 +230,7 @@ async fn forward(
     // A body the client framed badly (an invalid chunk) fails the upstream
     // send too: that is the client's error, not the backend's.
     let sent = match sent {
-        Err(_) if client_body_failed.load(Ordering::Acquire) => {
+        Err(_) if client_body_failed.is_some_and(|f| f.load(Ordering::Acquire)) => {
             Err(ProxyError::BadRequest("malformed request body"))
         }
         other => other,
@@ -399,8 +404,10 @@ fn upstream_request(
     conn: &ConnInfo,
     req: Request<Incoming>,
     upgrade: Option<HeaderValue>,
-    client_body_failed: Arc<AtomicBool>,
-) -> Request<upstream::pool::UpstreamBody> {
+) -> (
+    Request<upstream::pool::UpstreamBody>,
+    Option<Arc<AtomicBool>>,
+) {
     let (mut parts, body) = req.into_parts();
     if !parts.headers.contains_key(header::HOST) {
         if let Some(a) = parts.uri.authority() {
@@ -409,12 +416,16 @@ fn upstream_request(
             }
         }
     }
-    let origin = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    parts.uri = origin.parse().unwrap_or_else(|_| Uri::from_static("/"));
+    // Origin form: the path and query as received (no reparsing).
+    let mut origin = http::uri::Parts::default();
+    origin.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    parts.uri = Uri::from_parts(origin).unwrap_or_else(|_| Uri::from_static("/"));
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
     if let Some(u) = upgrade {
@@ -431,10 +442,17 @@ fn upstream_request(
         trusted: &shared.config.trusted_proxies,
     }
     .apply(&mut parts.headers);
+    // Most requests have no body: an empty body costs no allocation.
+    if body.is_end_stream() {
+        let empty = http_body_util::Empty::<bytes::Bytes>::new().map_err(Into::into);
+        return (Request::from_parts(parts, empty.boxed_unsync()), None);
+    }
+    let client_body_failed = Arc::new(AtomicBool::new(false));
+    let failed = client_body_failed.clone();
     let metrics = shared.metrics.clone();
     let body = body
         .map_err(move |e| {
-            client_body_failed.store(true, Ordering::Release);
+            failed.store(true, Ordering::Release);
             e
         })
         .map_frame(move |frame| {
@@ -447,7 +465,7 @@ fn upstream_request(
         Some(limit) => http_body_util::Limited::new(body, limit as usize).boxed_unsync(),
         None => body.map_err(Into::into).boxed_unsync(),
     };
-    Request::from_parts(parts, body)
+    (Request::from_parts(parts, body), Some(client_body_failed))
 }
 
 /// Hipache's passive health rule for answers: 501-599, but 503 only
@@ -518,7 +536,7 @@ fn error_response(
     ex: &Exchange,
     e: ProxyError,
 ) -> Response<ProxyBody> {
-    let identifier = ex.identifier.get().map(String::as_str).unwrap_or_default();
+    let identifier = ex.identifier().unwrap_or_default();
     let status = e.status();
     match &e {
         ProxyError::NoHost
