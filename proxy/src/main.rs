@@ -47,7 +47,7 @@ fn main() -> ExitCode {
 
 /// One process: binds, drops privileges, serves, watches its own memory.
 fn run_single(config: Config) -> ExitCode {
-    let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
+    let Some(runtime) = runtime(traffic_runtime()) else {
         return ExitCode::FAILURE;
     };
     finish(runtime.block_on(async move {
@@ -69,7 +69,9 @@ fn run_single(config: Config) -> ExitCode {
 
 /// A worker: the master's sockets, privilege drop, ready report, serve.
 fn run_worker(mut inherited: Inherited, config: Config) -> ExitCode {
-    let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
+    // Workers are the unit of parallelism (one per core, as nginx's): each
+    // runs a single-threaded runtime, with no cross-thread scheduling.
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_current_thread()) else {
         return ExitCode::FAILURE;
     };
     let slot = inherited.slot();
@@ -100,6 +102,17 @@ fn run_master(config: Config) -> ExitCode {
             eprintln!("hipache: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The runtime of a single process serving traffic: one thread per core,
+/// or a single-threaded runtime when only one core is available (a
+/// container limited to one CPU, a process pinned to one): the same work
+/// without the work-stealing scheduler's synchronisation.
+fn traffic_runtime() -> tokio::runtime::Builder {
+    match std::thread::available_parallelism().map(|n| n.get()) {
+        Ok(1) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
     }
 }
 

@@ -38,6 +38,13 @@ use crate::error::ProxyError;
 pub type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// How long a pooled connection may take to become ready for its next
+/// request before another is used (normally it already is).
+pub const READY_WAIT: Duration = Duration::from_millis(100);
+
+/// Idle connections kept per backend at least, whatever is in use.
+pub const MIN_IDLE: usize = 16;
+
 /// Idle connections older than this are closed rather than reused: many
 /// servers close idle keep-alive connections after 60 s or more, and a
 /// reused connection that the backend is closing at that instant fails.
@@ -61,7 +68,8 @@ pub struct Pool {
 }
 
 struct HostPool {
-    idle: Mutex<Vec<(SendRequest<UpstreamBody>, Instant)>>,
+    /// Oldest first: the connection idle longest is the surest to be ready.
+    idle: Mutex<std::collections::VecDeque<(SendRequest<UpstreamBody>, Instant)>>,
     permits: Arc<Semaphore>,
 }
 
@@ -99,14 +107,27 @@ impl Pool {
     /// A connection to `backend`: an idle pooled one, or a new one.
     pub async fn acquire(&self, backend: &BackendUrl) -> Result<Conn, ProxyError> {
         let host = self.host(backend);
-        let permit = tokio::time::timeout(
-            self.config.queue_timeout,
-            host.permits.clone().acquire_owned(),
-        )
-        .await
-        .map_err(|_| ProxyError::PoolTimeout)?
-        .map_err(|_| ProxyError::PoolTimeout)?;
-        if let Some(sender) = host.take_idle() {
+        // A free slot is the common case: take it without arming a timer.
+        let permit = match host.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => tokio::time::timeout(
+                self.config.queue_timeout,
+                host.permits.clone().acquire_owned(),
+            )
+            .await
+            .map_err(|_| ProxyError::PoolTimeout)?
+            .map_err(|_| ProxyError::PoolTimeout)?,
+        };
+        while let Some(mut sender) = host.take_idle() {
+            // Released at the end of its last response, it may need a
+            // moment for hyper to mark it ready for the next one.
+            if !sender.is_ready()
+                && !tokio::time::timeout(READY_WAIT, sender.ready())
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            {
+                continue;
+            }
             return Ok(Conn {
                 sender,
                 reused: true,
@@ -198,8 +219,8 @@ where
 impl HostPool {
     fn take_idle(&self) -> Option<SendRequest<UpstreamBody>> {
         let mut idle = self.idle.lock();
-        while let Some((sender, since)) = idle.pop() {
-            if since.elapsed() < IDLE_TIMEOUT && sender.is_ready() {
+        while let Some((sender, since)) = idle.pop_front() {
+            if since.elapsed() < IDLE_TIMEOUT && !sender.is_closed() {
                 return Some(sender);
             }
         }
@@ -209,34 +230,20 @@ impl HostPool {
     fn put_idle(&self, sender: SendRequest<UpstreamBody>, max: usize) {
         let mut idle = self.idle.lock();
         if idle.len() < max {
-            idle.push((sender, Instant::now()));
+            idle.push_back((sender, Instant::now()));
         }
     }
 }
 
 impl Conn {
-    /// Returns the connection to the pool once its response is fully read.
-    /// hyper marks the connection ready a moment after the body's end, so
-    /// a connection not ready yet is handed to a task that waits for it.
+    /// Returns the connection to the pool once its response is fully read
+    /// (the next user waits, briefly, for hyper to mark it ready).
     pub fn release(self) {
         if !self.keep_alive || self.sender.is_closed() {
             return;
         }
-        let max = self.host.permits.available_permits() + 1;
-        let Conn {
-            mut sender, host, ..
-        } = self;
-        if sender.is_ready() {
-            host.put_idle(sender, max.max(16));
-        } else {
-            tokio::spawn(async move {
-                if tokio::time::timeout(Duration::from_secs(1), sender.ready())
-                    .await
-                    .is_ok_and(|r| r.is_ok())
-                {
-                    host.put_idle(sender, max.max(16));
-                }
-            });
-        }
+        let max = (self.host.permits.available_permits() + 1).max(MIN_IDLE);
+        let Conn { sender, host, .. } = self;
+        host.put_idle(sender, max);
     }
 }
