@@ -334,9 +334,30 @@ fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
             h1.header_read_timeout(t);
         }
     }
-    b.http2().timer(TokioTimer::new());
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        // Rapid reset (CVE-2023-44487): streams a client opens and resets
+        // before we answer count here; past the limit the connection is
+        // closed with GOAWAY instead of the proxy doing unbounded work.
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS)
+        // CONTINUATION floods: a header block (HEADERS plus CONTINUATION
+        // frames) larger than the HTTP/1 head limit is refused.
+        .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
+        .max_send_buf_size(H2_MAX_SEND_BUF);
     b
 }
+
+/// Concurrent streams per HTTP/2 connection (nginx's default is 128,
+/// hyper's 200): enough for browsers, bounded for the proxy.
+pub const H2_MAX_STREAMS: u32 = 128;
+/// Streams reset by the client before being answered, tolerated at once.
+pub const H2_MAX_PENDING_RESETS: usize = 20;
+/// Streams the proxy had to reset because of client errors.
+pub const H2_MAX_LOCAL_RESETS: usize = 1024;
+/// Response bytes buffered per stream for a slow HTTP/2 client.
+pub const H2_MAX_SEND_BUF: usize = 400 * 1024;
 
 /// Binds every HTTPS listener and builds its TLS configuration; starts the
 /// SNI certificate sources (directory, Redis) when there is one. Each

@@ -841,3 +841,114 @@ fn tls_files_are_checked_on_load() {
     assert!(keys.contains(&"server.tlsDir"), "{keys:?}");
     assert!(keys.contains(&"server.backendCa"), "{keys:?}");
 }
+
+mod properties {
+    //! Whatever the document, parsing returns a config or a non-empty
+    //! list of errors, each with a key: never a panic.
+
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    use super::super::{parse, Format};
+
+    /// Keys that reach real code paths, plus noise.
+    const KEYS: &[&str] = &[
+        "server",
+        "http",
+        "https",
+        "driver",
+        "user",
+        "group",
+        "port",
+        "bind",
+        "address",
+        "address6",
+        "workers",
+        "maxSockets",
+        "deadBackendTTL",
+        "tcpTimeout",
+        "retryOnError",
+        "deadBackendOn500",
+        "httpKeepAlive",
+        "lruCache",
+        "size",
+        "ttl",
+        "staticDir",
+        "accessLog",
+        "key",
+        "cert",
+        "ca",
+        "redisHost",
+        "redisPort",
+        "redisMasterHost",
+        "trustedProxies",
+        "maxBodySize",
+        "memoryLimit",
+        "routeCache",
+        "adminAddress",
+        "tlsDir",
+        "x",
+    ];
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "[a-z0-9:/.#@*\\[\\]-]{0,24}".prop_map(Value::String),
+            prop::sample::select(vec![
+                "redis://",
+                "redis://:pw@h:1/2#p",
+                "file:x.yaml",
+                "rediss://u:p@[::1]",
+                "127.0.0.1",
+                "::",
+                "0",
+                "1e3",
+                "512MiB",
+                "strict"
+            ])
+            .prop_map(|s| Value::String(s.to_owned())),
+        ]
+    }
+
+    fn document() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((prop::sample::select(KEYS), inner), 0..8).prop_map(|kv| {
+                    Value::Object(
+                        kv.into_iter()
+                            .map(|(k, v)| (k.to_owned(), v))
+                            .collect::<Map<_, _>>(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn parse_never_panics(doc in document()) {
+            let text = doc.to_string();
+            match parse(&text, Format::Json) {
+                Ok(_) => {}
+                Err(errors) => {
+                    prop_assert!(!errors.is_empty());
+                    for e in errors.iter() {
+                        prop_assert!(!e.message.is_empty());
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,200}") {
+            let _ = parse(&text, Format::Auto);
+            let _ = parse(&text, Format::Yaml);
+        }
+    }
+}

@@ -141,16 +141,15 @@ async fn proxy(
     }
     // The authority of an absolute-form or HTTP/2 request, else Host.
     let raw_host = match req.uri().authority() {
-        Some(a) => a.as_str().to_owned(),
+        Some(a) => a.as_str(),
         None => req
             .headers()
             .get(header::HOST)
             .ok_or(ProxyError::NoHost)?
             .to_str()
-            .map_err(|_| ProxyError::BadRequest("invalid Host header"))?
-            .to_owned(),
+            .map_err(|_| ProxyError::BadRequest("invalid Host header"))?,
     };
-    let host = hipache_schema::normalize_host(&raw_host)?;
+    let host = hipache_schema::normalize_host(raw_host)?;
     if host == PING_HOST {
         return Ok(ping_response());
     }
