@@ -200,6 +200,10 @@ impl Drop for TestProxy {
 /// crate depends only on the library: `scripts/test` runs
 /// `cargo build -p hipache --bin hipache` first.
 pub fn binary_path() -> PathBuf {
+    // Benchmarks point this at a release build.
+    if let Some(path) = std::env::var_os("HIPACHE_TEST_BINARY") {
+        return PathBuf::from(path);
+    }
     let exe = std::env::current_exe().expect("path of the test executable");
     let profile_dir = exe
         .parent()

@@ -3,7 +3,8 @@
 //!
 //! ```sh
 //! cargo build --release -p hipache --bin hipache
-//! bash -c 'ulimit -n 65536; cargo test --release -p hipache-tests --test ws_idle_bench -- --ignored --nocapture'
+//! bash -c 'ulimit -n 65536; HIPACHE_TEST_BINARY=$PWD/target/release/hipache \
+//!   cargo test -p hipache-tests --test ws_idle_bench -- --ignored --nocapture'
 //! ```
 //!
 //! Each WebSocket holds two proxy sockets (client and backend side), and
