@@ -222,3 +222,56 @@ async fn lrange_calls(redis: &RedisServer) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
+
+/// Hipache's `redisMasterHost`: reads from a replica, dead marks to the
+/// primary. With the primary down, routing goes on and the marks are
+/// dropped (counted, logged), never blocking a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_survive_the_write_primary_being_down() {
+    let replica = RedisServer::start();
+    let mut primary = RedisServer::start();
+    let good = Backend::start("good").await;
+    replica
+        .rpush_frontend(
+            "split.test",
+            "split",
+            &[hipache_tests::refused_url(), good.url()],
+        )
+        .await;
+    let config = json!({
+        "http": {"port": 0, "bind": ["127.0.0.1"]},
+        "driver": [replica.url(), primary.url()],
+        "server": {"adminAddress": "127.0.0.1:0", "accessLog": null},
+    });
+    let proxy = TestProxy::start_with(config).await;
+    primary.stop();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let resp = get(proxy.addr(), "split.test", "/").await;
+        assert_eq!(resp.backend(), Some("good"), "{}", resp.served_by());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a dead primary never delays a request"
+        );
+    }
+    let admin = proxy.admin_addr();
+    hipache_tests::metrics::scrape_until(
+        admin,
+        "dead marks dropped",
+        Duration::from_secs(10),
+        |s| {
+            let dropped = s.value("hipache_dead_marks_total", &[("result", "dropped")]);
+            if dropped >= 1.0 {
+                Ok(())
+            } else {
+                Err(format!("dropped = {dropped}"))
+            }
+        },
+    )
+    .await;
+    let written: Vec<String> = replica.query(&["SMEMBERS", "dead:split.test"]).await;
+    assert!(
+        written.is_empty(),
+        "marks never go to the read replica: {written:?}"
+    );
+}
