@@ -47,10 +47,6 @@ use crate::upstream::{Pool, PoolConfig};
 /// Pending connections the kernel queues per listener.
 pub const BACKLOG: i32 = 4096;
 
-/// How long a request waits for a free backend connection (when
-/// `maxSockets` are all in use) before a 503.
-pub const POOL_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// After the drain timeout, how long tunnels get to send their close frames
 /// and see the other side's answer (each lingers for at most twice
 /// [`forward::upgrade::CLOSE_LINGER`]).
@@ -183,7 +179,7 @@ impl Proxy {
         let pool = Pool::new(PoolConfig {
             max_sockets: config.max_sockets,
             connect_timeout: config.connect_timeout,
-            queue_timeout: POOL_QUEUE_TIMEOUT,
+            queue_timeout: config.max_sockets_wait,
             keep_alive: config.http_keep_alive,
             tls: backend_tls,
         });

@@ -319,3 +319,38 @@ async fn max_sockets_caps_backend_connections_and_queues() {
         backend.max_open_connections()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_sockets_wait_is_bounded_then_503() {
+    let (redis, proxy) = setup(json!({"maxSockets": 1, "maxSocketsWait": 0.3})).await;
+    let backend = Backend::builder("slow1")
+        .delay(Duration::from_secs(2))
+        .start()
+        .await;
+    redis
+        .rpush_frontend("wait.test", "wait", &[backend.url()])
+        .await;
+    let addr = proxy.addr();
+    let first = tokio::spawn(async move {
+        Req::get("wait.test", "/first")
+            .timeout(Duration::from_secs(10))
+            .send(addr)
+            .await
+    });
+    // Let the first request take the only connection.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let second = Req::get("wait.test", "/second")
+        .timeout(Duration::from_secs(10))
+        .send(addr)
+        .await
+        .expect("an answer");
+    assert_eq!(second.status, 503, "{}", second.served_by());
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "answered after the bounded wait, not after the backend: {:?}",
+        started.elapsed()
+    );
+    let first = first.await.expect("task").expect("first request");
+    assert_eq!(first.status, 200);
+}

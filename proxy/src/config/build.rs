@@ -56,6 +56,7 @@ const SERVER: &[&str] = &[
     "port",
     "workers",
     "maxSockets",
+    "maxSocketsWait",
     "deadBackendTTL",
     "tcpTimeout",
     "retryOnError",
@@ -245,6 +246,11 @@ impl Builder<'_> {
         if let Some(v) = s.get("workers") {
             if let Some(n) = raw::usize_in(ctx, &s.key("workers"), v, 0, defaults::MAX_WORKERS) {
                 cfg.workers = n;
+            }
+        }
+        if let Some(v) = s.get("maxSocketsWait") {
+            if let Some(d) = raw::seconds(ctx, &s.key("maxSocketsWait"), v) {
+                cfg.max_sockets_wait = d;
             }
         }
         if let Some(v) = s.get("maxSockets") {

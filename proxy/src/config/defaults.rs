@@ -15,6 +15,11 @@ pub const MAX_WORKERS: usize = 1024;
 /// Most connections open to one backend at once (Hipache's `maxSockets`).
 pub const MAX_SOCKETS: usize = 100;
 
+/// A request waits this long for a free connection to a saturated backend
+/// (all `maxSockets` in use) before a 503: long enough to ride out a burst,
+/// short enough that clients are not left hanging on an overloaded backend.
+pub const MAX_SOCKETS_WAIT: Duration = Duration::from_secs(10);
+
 /// Seconds a backend stays marked dead (Hipache's `deadBackendTTL`).
 pub const DEAD_BACKEND_TTL: Duration = Duration::from_secs(30);
 

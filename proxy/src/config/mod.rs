@@ -39,6 +39,9 @@ pub struct Config {
     pub workers: usize,
     /// Most connections open to one backend at once.
     pub max_sockets: usize,
+    /// How long a request waits for one of a backend's `max_sockets`
+    /// connections before a 503.
+    pub max_sockets_wait: Duration,
     pub dead_backend_ttl: Duration,
     /// Client idle timeout and upstream response timeout; `None` disables.
     pub tcp_timeout: Option<Duration>,
@@ -172,6 +175,7 @@ impl Default for Config {
             group: None,
             workers: defaults::WORKERS,
             max_sockets: defaults::MAX_SOCKETS,
+            max_sockets_wait: defaults::MAX_SOCKETS_WAIT,
             dead_backend_ttl: defaults::DEAD_BACKEND_TTL,
             tcp_timeout: Some(defaults::TCP_TIMEOUT),
             tunnel_idle_timeout: None,
@@ -473,6 +477,7 @@ impl Config {
                 "accessLog": access_log,
                 "workers": self.workers,
                 "maxSockets": self.max_sockets,
+                "maxSocketsWait": build::seconds_json(self.max_sockets_wait),
                 "deadBackendTTL": build::seconds_json(self.dead_backend_ttl),
                 "tcpTimeout": opt_secs(self.tcp_timeout),
                 "tunnelIdleTimeout": opt_secs(self.tunnel_idle_timeout),
