@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::HealthConfig;
 use crate::metrics::Metrics;
-use crate::store::{self, glob_escape, StoreError};
+use crate::store::{self, StoreError};
 
 /// A backend's probe history.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +116,7 @@ struct Checker {
 impl Checker {
     /// Every backend URL in Redis and where it sits.
     async fn scan(&mut self) -> Result<Places, StoreError> {
-        let pattern = format!("{}frontend:*", glob_escape(self.keys.prefix()));
+        let pattern = self.keys.frontend_pattern();
         let mut cursor: u64 = 0;
         let mut keys = Vec::new();
         loop {

@@ -148,7 +148,7 @@ impl Store {
     /// drift, removes owned keys nothing wants, re-checks foreign hosts.
     pub async fn resync(&mut self, desired: &Desired) -> Result<ApplyReport, StoreError> {
         self.forget();
-        let pattern = format!("{}frontend:*", glob_escape(self.keys.prefix()));
+        let pattern = self.keys.frontend_pattern();
         for key in self.scan(&pattern).await? {
             let Some(host) = self.keys.frontend_host(&key).map(str::to_owned) else {
                 continue;
@@ -159,7 +159,7 @@ impl Store {
                 }
             }
         }
-        let pattern = format!("{}tls:*", glob_escape(self.keys.prefix()));
+        let pattern = self.keys.tls_pattern();
         for key in self.scan(&pattern).await? {
             let Some(host) = self.keys.tls_host(&key).map(str::to_owned) else {
                 continue;
@@ -454,27 +454,4 @@ impl Store {
 
 fn is_wrongtype(e: &RedisError) -> bool {
     e.code() == Some("WRONGTYPE")
-}
-
-/// Escapes glob characters of a key prefix for `SCAN MATCH`.
-pub fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn glob_escape_protects_prefixes() {
-        assert_eq!(glob_escape("t[1]*"), "t\\[1\\]\\*");
-        assert_eq!(glob_escape(""), "");
-    }
 }
