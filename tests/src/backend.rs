@@ -132,6 +132,8 @@ pub struct Backend {
 
 #[derive(Default)]
 struct State {
+    /// Set by [`Backend::kill`]: every open connection is dropped.
+    killed: tokio::sync::Notify,
     requests: Mutex<Vec<RecordedRequest>>,
     accepted: AtomicUsize,
     open: AtomicUsize,
@@ -211,6 +213,16 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Dies like a crashed process: stops listening (new connections are
+    /// refused) and drops every open connection, requests in flight
+    /// included.
+    pub fn kill(&self) {
+        self.task.abort();
+        self.state.killed.notify_waiters();
+    }
+}
+
 impl Drop for Backend {
     fn drop(&mut self) {
         self.task.abort();
@@ -247,10 +259,14 @@ async fn accept_loop(listener: TcpListener, config: Arc<BackendBuilder>, state: 
         let state = state.clone();
         tokio::spawn(async move {
             let _open = GaugeGuard::enter(&state.open, &state.max_open);
+            let killed = state.killed.notified();
             let service = service_fn(|req| handle(req, peer, config.clone(), state.clone()));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = killed => {}
+            }
         });
     }
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use hipache_tests::backend::Backend;
-use hipache_tests::client::{get, Resp};
+use hipache_tests::client::{get, Req, Resp};
 use hipache_tests::redis::RedisServer;
 use hipache_tests::wait::{until, DEFAULT_DEADLINE};
 use hipache_tests::{refused_url, setup};
@@ -324,4 +324,72 @@ async fn dead_set_is_union_of_request_host_and_frontend_key() {
         "one",
         "b.union.test only sees dead:*.union.test"
     );
+}
+
+/// A backend that dies under load: only requests in flight on it may fail;
+/// once it is marked dead nothing more goes to it, and refused connections
+/// are retried on the other backend, so the failures stop at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_killed_under_load_only_fails_requests_in_flight() {
+    let (redis, proxy) = setup(json!({})).await;
+    let victim = Backend::builder("victim")
+        .delay(Duration::from_millis(20))
+        .start()
+        .await;
+    let survivor = Backend::builder("survivor")
+        .delay(Duration::from_millis(20))
+        .start()
+        .await;
+    redis
+        .rpush_frontend("kill.test", "kill", &[victim.url(), survivor.url()])
+        .await;
+    let addr = proxy.addr();
+    const CLIENTS: usize = 6;
+    let killed_at = std::sync::Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let killed_at = killed_at.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut failed_late) = (0usize, 0usize);
+            let mut failed_early = 0usize;
+            let end = std::time::Instant::now() + Duration::from_secs(3);
+            while std::time::Instant::now() < end {
+                let sent = std::time::Instant::now();
+                let resp = Req::get("kill.test", "/")
+                    .timeout(Duration::from_secs(5))
+                    .send(addr)
+                    .await;
+                match resp {
+                    Ok(r) if r.status == 200 => ok += 1,
+                    _ => {
+                        // Sent before the kill (in flight on the victim) or
+                        // long after it.
+                        let kill = *killed_at.lock().expect("lock");
+                        match kill {
+                            Some(k) if sent > k + Duration::from_millis(200) => failed_late += 1,
+                            _ => failed_early += 1,
+                        }
+                    }
+                }
+            }
+            (ok, failed_early, failed_late)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    *killed_at.lock().expect("lock") = Some(std::time::Instant::now());
+    victim.kill();
+    let mut totals = (0, 0, 0);
+    for t in tasks {
+        let (ok, early, late) = t.await.expect("client task");
+        totals = (totals.0 + ok, totals.1 + early, totals.2 + late);
+    }
+    let (ok, early, late) = totals;
+    assert!(ok > 100, "load ran: {ok} answered");
+    assert!(
+        early <= CLIENTS,
+        "only requests in flight on the victim failed: {early}"
+    );
+    assert_eq!(late, 0, "no request sent after the kill failed");
+    let dead: Vec<String> = redis.query(&["SMEMBERS", "dead:kill.test"]).await;
+    assert_eq!(dead, ["0"], "the victim is marked dead");
 }

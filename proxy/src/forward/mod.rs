@@ -195,7 +195,12 @@ async fn forward(
         .filter(|b| route.is_dead(b.position))
         .count();
     shared.metrics.dead_skipped.inc_by(skipped as u64);
-    let (backend, upstream_conn) = loop {
+    // One attempt per backend: a failure before the request left (refused,
+    // connect timeout, also when a pooled connection turned out closed and
+    // its replacement failed) is retried on another live backend with the
+    // request untouched; anything later is answered.
+    let mut req = upstream_req;
+    let (backend, resp, upstream_conn, backend_start) = loop {
         let Some(backend) = upstream::choose(route, &tried) else {
             return Err(last_error.unwrap_or(ProxyError::NoBackend));
         };
@@ -204,43 +209,45 @@ async fn forward(
         }
         tried.push(backend.position);
         let Ok(url) = &backend.url else { continue };
-        match shared.pool.acquire(url).await {
-            Ok(c) => break (backend, c),
-            Err(e) => {
-                tracing::warn!(frontend = %route.frontend_host, backend = %url, error = %e, "backend failed");
-                if let Some(kind) = e.upstream_kind() {
-                    shared.metrics.upstream_error(kind);
-                }
-                if e.marks_dead() && count > 1 {
-                    shared.store.mark_dead(dead_mark(host, backend, count));
-                }
-                if !e.retryable() || tried.len() > shared.config.retry_on_error as usize {
-                    return Err(e);
-                }
-                last_error = Some(e);
+        let backend_start = Instant::now();
+        let attempt = match shared.pool.acquire(url).await {
+            Ok(c) => send(shared, url, c, req).await,
+            Err(e) => Err(SendError {
+                error: e,
+                unsent: Some(req),
+            }),
+        };
+        let SendError { error, unsent } = match attempt {
+            Ok((resp, conn)) => break (backend, resp, conn, backend_start),
+            // A body the client framed badly (an invalid chunk) fails the
+            // upstream send too: that is the client's error, not the
+            // backend's.
+            Err(_)
+                if client_body_failed
+                    .as_ref()
+                    .is_some_and(|f| f.load(Ordering::Acquire)) =>
+            {
+                return Err(ProxyError::BadRequest("malformed request body"));
             }
-        }
-    };
-    let Ok(url) = &backend.url else {
-        return Err(ProxyError::NoBackend);
-    };
-    let backend_start = Instant::now();
-    let sent = send(shared, url, upstream_conn, upstream_req).await;
-    // A body the client framed badly (an invalid chunk) fails the upstream
-    // send too: that is the client's error, not the backend's.
-    let sent = match sent {
-        Err(_) if client_body_failed.is_some_and(|f| f.load(Ordering::Acquire)) => {
-            Err(ProxyError::BadRequest("malformed request body"))
-        }
-        other => other,
-    };
-    let (resp, upstream_conn) = sent.map_err(|e| {
-        tracing::warn!(frontend = %route.frontend_host, backend = %url, error = %e, "backend failed");
-        if let Some(kind) = e.upstream_kind() {
+            Err(e) => e,
+        };
+        tracing::warn!(frontend = %route.frontend_host, backend = %url, error = %error, "backend failed");
+        if let Some(kind) = error.upstream_kind() {
             shared.metrics.upstream_error(kind);
         }
-        e
-    })?;
+        if error.marks_dead() && count > 1 {
+            shared.store.mark_dead(dead_mark(host, backend, count));
+        }
+        match unsent {
+            Some(r)
+                if error.retryable() && tried.len() <= shared.config.retry_on_error as usize =>
+            {
+                req = r;
+                last_error = Some(error);
+            }
+            _ => return Err(error),
+        }
+    };
     let backend_time = backend_start.elapsed();
     shared
         .metrics
@@ -351,6 +358,13 @@ async fn forward(
     Ok(Response::from_parts(parts, body))
 }
 
+/// A failed send, with the request when it never left (so that another
+/// backend can be tried with it).
+struct SendError {
+    error: ProxyError,
+    unsent: Option<Request<upstream::pool::UpstreamBody>>,
+}
+
 /// Sends on a pooled connection; one that turns out to be closed before
 /// the request left hands it back, and it goes out on a fresh connection.
 async fn send(
@@ -358,30 +372,46 @@ async fn send(
     url: &hipache_schema::BackendUrl,
     mut conn: upstream::pool::Conn,
     req: Request<upstream::pool::UpstreamBody>,
-) -> Result<(Response<Incoming>, upstream::pool::Conn), ProxyError> {
+) -> Result<(Response<Incoming>, upstream::pool::Conn), SendError> {
     let timeout = shared.config.tcp_timeout;
     let mut req = req;
     loop {
         let sent = conn.sender.try_send_request(req);
         let result = match timeout {
-            Some(t) => tokio::time::timeout(t, sent)
-                .await
-                .map_err(|_| ProxyError::UpstreamTimeout)?,
+            Some(t) => match tokio::time::timeout(t, sent).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(SendError {
+                        error: ProxyError::UpstreamTimeout,
+                        unsent: None,
+                    })
+                }
+            },
             None => sent.await,
         };
         match result {
             Ok(resp) => return Ok((resp, conn)),
             Err(mut e) => match e.take_message() {
-                Some(unsent) if conn.reused => {
-                    req = unsent;
-                    conn = shared.pool.reconnect(url, conn).await?;
-                }
-                _ => {
-                    let err = e.into_error();
-                    if err.is_body_write_aborted() || is_body_limit(&err) {
-                        return Err(ProxyError::BodyTooLarge);
+                Some(unsent) if conn.reused => match shared.pool.reconnect(url, conn).await {
+                    Ok(fresh) => {
+                        req = unsent;
+                        conn = fresh;
                     }
-                    return Err(ProxyError::Upstream(err.to_string()));
+                    Err(error) => {
+                        return Err(SendError {
+                            error,
+                            unsent: Some(unsent),
+                        })
+                    }
+                },
+                unsent => {
+                    let err = e.into_error();
+                    let error = if err.is_body_write_aborted() || is_body_limit(&err) {
+                        ProxyError::BodyTooLarge
+                    } else {
+                        ProxyError::Upstream(err.to_string())
+                    };
+                    return Err(SendError { error, unsent });
                 }
             },
         }
