@@ -36,6 +36,17 @@ pub struct Args {
     #[arg(long, env = "HIPACHE_DRIVER", value_name = "URL")]
     pub driver: Option<String>,
 
+    /// Password for every Redis connection, replacing any in the driver
+    /// URLs: a secret with characters a URL would need escaped, kept out
+    /// of the URL (set it through the environment, not the command line).
+    #[arg(
+        long,
+        env = "HIPACHE_REDIS_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub redis_password: Option<String>,
+
     /// Port of every plain HTTP listener (overrides the file).
     #[arg(long, env = "HIPACHE_HTTP_PORT", value_name = "PORT")]
     pub http_port: Option<u16>,

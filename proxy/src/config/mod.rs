@@ -322,6 +322,7 @@ pub fn load_from(
 #[derive(Default)]
 struct Overrides {
     driver: Option<Driver>,
+    redis_password: Option<String>,
     http_port: Option<u16>,
     https_port: Option<u16>,
     admin: Option<Option<SocketAddr>>,
@@ -333,6 +334,7 @@ impl Overrides {
         let mut o = Overrides {
             http_port: args.http_port,
             https_port: args.https_port,
+            redis_password: args.redis_password.clone(),
             ..Overrides::default()
         };
         match (&args.routes, &args.driver) {
@@ -401,6 +403,10 @@ impl Overrides {
     fn apply(self, c: &mut Config, errors: &mut Vec<ConfigError>) {
         if let Some(d) = self.driver {
             c.driver = d;
+        }
+        if let (Some(pw), Driver::Redis { read, write }) = (self.redis_password, &mut c.driver) {
+            read.password = Some(pw.clone());
+            write.password = Some(pw);
         }
         if let Some(p) = self.http_port {
             for a in &mut c.http {

@@ -952,3 +952,25 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn redis_password_override_applies_to_both_connections() {
+    let dir = temp_dir("redis-password");
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"driver": ["redis://:old@r1", "redis://r2"]}"#,
+    )
+    .unwrap();
+    let args = Args {
+        redis_password: Some("p@ss:w/rd#1".into()),
+        ..Args::default()
+    };
+    let c = load_from(&args, &dir, None).unwrap().config;
+    let (read, write) = redis(&c);
+    assert_eq!(read.password.as_deref(), Some("p@ss:w/rd#1"));
+    assert_eq!(write.password.as_deref(), Some("p@ss:w/rd#1"));
+    assert!(
+        !dry_run_output(&c).contains("p@ss"),
+        "the password stays censored"
+    );
+}
