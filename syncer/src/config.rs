@@ -68,6 +68,11 @@ pub struct Args {
     )]
     pub redis_url: String,
 
+    /// Password for Redis, replacing any in `--redis-url`: for a secret with
+    /// characters a URL would need escaped. Prefer the environment variable.
+    #[arg(long, env = "HIPACHE_SYNCER_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
+
     /// IngressClass controller string we implement.
     #[arg(long, env = "HIPACHE_SYNCER_CONTROLLER", default_value = DEFAULT_CONTROLLER)]
     pub controller: String,
@@ -283,12 +288,30 @@ pub fn split_redis_url(url: &str) -> Result<(String, String), String> {
     Ok((base.to_owned(), prefix))
 }
 
+/// The Redis URL with its password replaced (percent-encoded as needed).
+fn with_password(url: &str, password: &str) -> Result<String, String> {
+    let mut parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    parsed
+        .set_password(Some(password))
+        .map_err(|()| "this URL cannot carry a password".to_owned())?;
+    Ok(parsed.to_string())
+}
+
 impl Args {
     /// Validates the flags into a [`Config`], reporting every problem.
     pub fn into_config(self) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
         let (redis_url, redis_prefix) = match split_redis_url(&self.redis_url) {
-            Ok(v) => v,
+            Ok((url, prefix)) => match &self.redis_password {
+                Some(pw) => match with_password(&url, pw) {
+                    Ok(url) => (url, prefix),
+                    Err(e) => {
+                        errors.push(ConfigError::RedisUrl(self.redis_url.clone(), e));
+                        (String::new(), String::new())
+                    }
+                },
+                None => (url, prefix),
+            },
             Err(e) => {
                 errors.push(ConfigError::RedisUrl(self.redis_url.clone(), e));
                 (String::new(), String::new())
@@ -441,6 +464,22 @@ mod tests {
         let h = c.health.unwrap();
         assert_eq!(h.method, http::Method::HEAD);
         assert_eq!((h.fall, h.rise), (2, 2));
+    }
+
+    #[test]
+    fn redis_password_replaces_the_urls() {
+        let c = parse_from([
+            "hipache-syncer",
+            "--redis-url",
+            "redis://:old@10.0.0.1:6380/2#tenant",
+            "--redis-password",
+            "p@ss:w/rd#1",
+        ])
+        .unwrap();
+        assert_eq!(c.redis_prefix, "tenant");
+        let info = redis::IntoConnectionInfo::into_connection_info(c.redis_url.as_str()).unwrap();
+        assert_eq!(info.redis_settings().password(), Some("p@ss:w/rd#1"));
+        assert_eq!(info.redis_settings().db(), 2);
     }
 
     #[test]
