@@ -269,23 +269,23 @@ def test_redis_password_comes_from_a_secret_never_the_spec():
     d = render(None)
     secret = one(d, "Secret", "hipache-redis")
     assert secret["metadata"]["annotations"]["hipache.io/generated"] == "true"
-    for name, cname, var in (("hipache", "hipache", "HIPACHE_DRIVER"),
-                             ("hipache-syncer", "hipache-syncer", "HIPACHE_SYNCER_REDIS_URL")):
+    for name, cname, var, pw in (("hipache", "hipache", "HIPACHE_DRIVER", "HIPACHE_REDIS_PASSWORD"),
+                                 ("hipache-syncer", "hipache-syncer", "HIPACHE_SYNCER_REDIS_URL",
+                                  "HIPACHE_SYNCER_REDIS_PASSWORD")):
         env = env_of(container(one(d, "Deployment", name), cname))
-        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "hipache-redis", "key": "redis-password"}
-        assert env[var]["value"] == "redis://:$(REDIS_PASSWORD)@hipache-redis.hipache.svc:6379/0"
-        names = [e["name"] for e in container(one(d, "Deployment", name), cname)["env"]]
-        assert names.index("REDIS_PASSWORD") < names.index(var), "$(REDIS_PASSWORD) must be defined first"
+        assert env[pw]["valueFrom"]["secretKeyRef"] == {"name": "hipache-redis", "key": "redis-password"}
+        # The password is never in the URL, so it needs no escaping.
+        assert env[var]["value"] == "redis://hipache-redis.hipache.svc:6379/0"
 
     e = render(MATRIX["external-redis"])
     assert not find(e, "StatefulSet") and not find(e, "Secret")
     env = env_of(container(one(e, "Deployment", "hipache"), "hipache"))
-    assert env["HIPACHE_DRIVER"]["value"] == "rediss://hipache:$(REDIS_PASSWORD)@redis.example.internal:6380/2#tenant1"
-    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "redis-credentials", "key": "password"}
+    assert env["HIPACHE_DRIVER"]["value"] == "rediss://hipache:@redis.example.internal:6380/2#tenant1"
+    assert env["HIPACHE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "redis-credentials", "key": "password"}
 
     m = render(MATRIX["minimal"])
     env = env_of(container(one(m, "Deployment", "hipache"), "hipache"))
-    assert "REDIS_PASSWORD" not in env
+    assert "HIPACHE_REDIS_PASSWORD" not in env
     assert env["HIPACHE_DRIVER"]["value"] == "redis://hipache-redis.hipache.svc:6379/0"
 
 

@@ -90,16 +90,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/*
-The Redis URL given to both binaries, with `$(REDIS_PASSWORD)`, which
-Kubernetes substitutes from the env var of that name defined before it, so
-the password never appears in the pod spec.
+The Redis URL given to both binaries, without the password: that goes in
+its own variable (HIPACHE_REDIS_PASSWORD, HIPACHE_SYNCER_REDIS_PASSWORD)
+straight from the Secret, so it never appears in the pod spec and needs no
+URL escaping. An ACL username stays in the URL (`user:@`).
 */}}
 {{- define "hipache.redisURL" -}}
 {{- $auth := "" -}}
 {{- if include "hipache.redisSecretName" . -}}
 {{- $user := "" -}}
 {{- if eq .Values.redis.mode "external" -}}{{- $user = .Values.redis.external.username -}}{{- end -}}
-{{- $auth = printf "%s:$(REDIS_PASSWORD)@" $user -}}
+{{- if $user -}}{{- $auth = printf "%s:@" $user -}}{{- end -}}
 {{- end -}}
 {{- $url := "" -}}
 {{- if eq .Values.redis.mode "external" -}}
@@ -119,18 +120,19 @@ the password never appears in the pod spec.
 {{- $url -}}
 {{- end -}}
 
-{{/* Env entries: REDIS_PASSWORD (when there is one), then the URL variable named by `.name`. */}}
+{{/* Env entries: the URL variable named by `.name`, then the password
+variable named by `.password` from the Secret (when there is one). */}}
 {{- define "hipache.redisEnv" -}}
 {{- $secret := include "hipache.redisSecretName" .root -}}
+- name: {{ .name }}
+  value: {{ include "hipache.redisURL" .root | quote }}
 {{- if $secret }}
-- name: REDIS_PASSWORD
+- name: {{ .password }}
   valueFrom:
     secretKeyRef:
       name: {{ $secret }}
       key: {{ include "hipache.redisSecretKey" .root }}
 {{- end }}
-- name: {{ .name }}
-  value: {{ include "hipache.redisURL" .root | quote }}
 {{- end -}}
 
 {{/* Seconds a proxy pod may take to stop: preStop sleep, drain, margin. */}}
