@@ -326,3 +326,39 @@ fn response_complete(seen: &[u8]) -> bool {
     }
     false
 }
+
+/// One `GET /` over TLS (a full handshake, verified with `client`, SNI
+/// `host`), `Connection: close`; returns the raw answer.
+pub async fn https_get(
+    addr: SocketAddr,
+    client: std::sync::Arc<rustls::ClientConfig>,
+    host: &str,
+) -> String {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).expect("server name");
+    let mut tls = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_rustls::TlsConnector::from(client).connect(name, tcp),
+    )
+    .await
+    .expect("handshake within the deadline")
+    .expect("TLS handshake");
+    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes())
+        .await
+        .expect("write request");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Plain HTTP sent to a TLS port (a failed handshake), read until the
+/// proxy closes (bounded).
+pub async fn plain_http_to_tls_port(addr: SocketAddr) {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    let _ = tcp
+        .write_all(b"GET / HTTP/1.1\r\nHost: tls.test\r\n\r\n")
+        .await;
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut sink)).await;
+}

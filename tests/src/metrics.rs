@@ -209,6 +209,27 @@ fn parse_sample(line: &str) -> Sample {
     }
 }
 
+/// The syncer's metric names: the string literals of `NAMES` in
+/// syncer/src/metrics.rs (read as text: this crate does not link the
+/// syncer).
+pub fn syncer_names() -> Vec<String> {
+    const SYNCER_METRICS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../syncer/src/metrics.rs");
+    let text = std::fs::read_to_string(SYNCER_METRICS)
+        .unwrap_or_else(|e| panic!("read {SYNCER_METRICS} (the syncer's metric names): {e}"));
+    let start = text
+        .find("pub const NAMES")
+        .unwrap_or_else(|| panic!("{SYNCER_METRICS} defines `pub const NAMES`"));
+    let body = &text[start..];
+    let open = body.find("= &[").expect("NAMES = &[ ... ]") + 4;
+    let close = body[open..].find("];").expect("NAMES ends with ];") + open;
+    body[open..close]
+        .split('"')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s.to_owned())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,8 +27,6 @@ use hipache_tests::refused_url;
 use hipache_tests::wait::until;
 use hipache_tests::ws::WsBackend;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -36,7 +34,6 @@ const DASHBOARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../deploy/grafana/hipache-dashboard.json"
 );
-const SYNCER_METRICS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../syncer/src/metrics.rs");
 /// Marks a panel backed by the syncer's metrics.
 const SYNCER_MARK: &str = "[syncer]";
 /// Prometheus' job name for the proxy in the test's scrape config.
@@ -246,22 +243,6 @@ fn family(name: &str, known: &BTreeSet<String>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// `NAMES` of syncer/src/metrics.rs (string literals between `= &[` and `];`).
-fn syncer_names() -> BTreeSet<String> {
-    let text = std::fs::read_to_string(SYNCER_METRICS)
-        .unwrap_or_else(|e| panic!("read {SYNCER_METRICS}: {e}"));
-    let start = text.find("pub const NAMES").expect("pub const NAMES");
-    let body = &text[start..];
-    let open = body.find("= &[").expect("NAMES = &[") + 4;
-    let close = body[open..].find("];").expect("NAMES ends with ];") + open;
-    body[open..close]
-        .split('"')
-        .enumerate()
-        .filter(|(i, _)| i % 2 == 1)
-        .map(|(_, s)| s.to_owned())
-        .collect()
-}
-
 struct Panel {
     title: String,
     syncer: bool,
@@ -350,7 +331,7 @@ fn dashboard_is_a_standalone_grafana_dashboard() {
 #[test]
 fn dashboard_names_only_exported_metrics_and_covers_every_family() {
     let proxy: BTreeSet<String> = names::ALL.iter().map(|s| s.to_string()).collect();
-    let syncer = syncer_names();
+    let syncer: BTreeSet<String> = hipache_tests::metrics::syncer_names().into_iter().collect();
     let mut used = BTreeSet::new();
     for panel in panels(&load_dashboard()) {
         for expr in &panel.exprs {
@@ -407,28 +388,9 @@ fn tls_files(dir: &Path) -> (String, String, Arc<rustls::ClientConfig>) {
 /// One HTTPS request (a completed handshake) and one plain-HTTP request on
 /// the HTTPS port (a failed handshake).
 async fn tls_traffic(https: SocketAddr, client: Arc<rustls::ClientConfig>) {
-    let tcp = TcpStream::connect(https).await.expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("tls.test").expect("server name");
-    let mut tls = tokio::time::timeout(
-        STEP,
-        tokio_rustls::TlsConnector::from(client).connect(name, tcp),
-    )
-    .await
-    .expect("handshake within the deadline")
-    .expect("TLS handshake");
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: tls.test\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write request");
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut answer)).await;
-    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
-
-    let mut plain = TcpStream::connect(https).await.expect("connect");
-    let _ = plain
-        .write_all(b"GET / HTTP/1.1\r\nHost: tls.test\r\n\r\n")
-        .await;
-    let mut sink = Vec::new();
-    let _ = tokio::time::timeout(STEP, plain.read_to_end(&mut sink)).await;
+    let answer = hipache_tests::client::https_get(https, client, "tls.test").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    hipache_tests::client::plain_http_to_tls_port(https).await;
 }
 
 /// Waits until Prometheus has scraped at least `requests` answered requests.

@@ -2,7 +2,6 @@
 //! a real `redis-server`, real backends and clients, and `/metrics` scraped
 //! over HTTP from the proxy's admin listener. Also `/healthz` and `/readyz`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +15,6 @@ use hipache_tests::redis::RedisServer;
 use hipache_tests::ws::WsBackend;
 use hipache_tests::{refused_addr, refused_url};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -681,27 +678,13 @@ async fn tls_handshakes_and_failures_are_counted() {
     let before = scrape(admin).await;
 
     // One good handshake and a request over it.
-    let tcp = TcpStream::connect(https).await.expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("tls.test").expect("server name");
-    let mut tls = tokio::time::timeout(
-        DEADLINE,
-        tokio_rustls::TlsConnector::from(client).connect(name, tcp),
-    )
-    .await
-    .expect("handshake within the deadline")
-    .expect("TLS handshake");
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: tls.test\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write request");
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(DEADLINE, tls.read_to_end(&mut answer)).await;
+    let answer = hipache_tests::client::https_get(https, client, "tls.test").await;
     assert!(
-        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
-        "HTTPS request answered: {:?}",
-        String::from_utf8_lossy(&answer)
+        answer.starts_with("HTTP/1.1 200"),
+        "HTTPS request answered: {answer:?}"
     );
     // One failed handshake: plain HTTP on the HTTPS port.
-    send_plain_http_to(https).await;
+    hipache_tests::client::plain_http_to_tls_port(https).await;
 
     let after = scrape_until(
         admin,
@@ -723,22 +706,4 @@ async fn tls_handshakes_and_failures_are_counted() {
             &[("listener", "https")]
         ) >= 1.0
     );
-}
-
-/// Writes a plain-HTTP request to a TLS port and waits for the close.
-async fn send_plain_http_to(addr: SocketAddr) {
-    let mut tcp = TcpStream::connect(addr).await.expect("connect");
-    let _ = tcp
-        .write_all(b"GET / HTTP/1.1\r\nHost: tls.test\r\n\r\n")
-        .await;
-    let mut buf = [0u8; 1024];
-    let _ = tokio::time::timeout(DEADLINE, async {
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
 }

@@ -302,22 +302,6 @@ async fn per_frontend_family_appears_only_when_enabled() {
 }
 
 /// The string literals of `pub const NAMES` in syncer/src/metrics.rs.
-fn syncer_names() -> Vec<String> {
-    let text = std::fs::read_to_string(SYNCER_METRICS)
-        .unwrap_or_else(|e| panic!("read {SYNCER_METRICS} (the syncer's metric names): {e}"));
-    let start = text
-        .find("pub const NAMES")
-        .unwrap_or_else(|| panic!("{SYNCER_METRICS} defines `pub const NAMES`"));
-    let body = &text[start..];
-    let open = body.find("= &[").expect("NAMES = &[ ... ]") + 4;
-    let close = body[open..].find("];").expect("NAMES ends with ];") + open;
-    body[open..close]
-        .split('"')
-        .enumerate()
-        .filter(|(i, _)| i % 2 == 1)
-        .map(|(_, s)| s.to_owned())
-        .collect()
-}
 
 #[test]
 fn syncer_section_lists_exactly_the_syncer_names() {
@@ -325,7 +309,7 @@ fn syncer_section_lists_exactly_the_syncer_names() {
         .into_iter()
         .map(|f| f.name)
         .collect();
-    let exported: BTreeSet<String> = syncer_names().into_iter().collect();
+    let exported: BTreeSet<String> = hipache_tests::metrics::syncer_names().into_iter().collect();
     assert!(!exported.is_empty(), "NAMES parsed from {SYNCER_METRICS}");
     assert_eq!(
         documented, exported,
