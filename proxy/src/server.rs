@@ -428,11 +428,7 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
-        let info = ConnInfo {
-            peer,
-            local,
-            tls: tls.is_some(),
-        };
+        let info = ConnInfo::new(peer, local, tls.is_some(), &shared.config);
         // Taken before a TLS handshake, so that a drain waits for it too.
         let watcher = graceful.watcher();
         match &tls {

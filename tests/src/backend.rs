@@ -507,6 +507,112 @@ impl Drop for RawBackend {
     }
 }
 
+/// A backend that switches protocols, as an `h2c`-capable or custom
+/// protocol server would: it records every request head, answers a request
+/// carrying `Upgrade: <p>` (or every request, when started with
+/// [`SwitchingBackend::always`]) with `101 Switching Protocols` to that
+/// protocol and then echoes every byte; anything else gets a plain `200`
+/// with the body `plain`.
+pub struct SwitchingBackend {
+    addr: SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl SwitchingBackend {
+    /// Switches when asked to.
+    pub async fn start() -> SwitchingBackend {
+        Self::spawn(None).await
+    }
+
+    /// Answers every request with a `101` to `protocol`, asked or not.
+    pub async fn always(protocol: &'static str) -> SwitchingBackend {
+        Self::spawn(Some(protocol)).await
+    }
+
+    async fn spawn(always: Option<&'static str>) -> SwitchingBackend {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a switching backend on 127.0.0.1:0");
+        let addr = listener.local_addr().expect("switching backend address");
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let Ok(head) =
+                        tokio::time::timeout(Duration::from_secs(5), head_text(&mut stream)).await
+                    else {
+                        return;
+                    };
+                    seen.lock()
+                        .expect("switching backend lock")
+                        .push(head.clone());
+                    let asked = head.lines().find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.trim()
+                            .eq_ignore_ascii_case("upgrade")
+                            .then(|| value.trim().to_owned())
+                    });
+                    let Some(protocol) = always.map(str::to_owned).or(asked) else {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nplain")
+                            .await;
+                        let _ = stream.shutdown().await;
+                        return;
+                    };
+                    let switch = format!(
+                        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\r\n"
+                    );
+                    if stream.write_all(switch.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let (mut r, mut w) = stream.split();
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        tokio::io::copy(&mut r, &mut w),
+                    )
+                    .await;
+                });
+            }
+        });
+        SwitchingBackend { addr, heads, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request head received (request line and headers), in order.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().expect("switching backend lock").clone()
+    }
+}
+
+impl Drop for SwitchingBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads a request head and returns it as text (up to the blank line).
+async fn head_text(stream: &mut tokio::net::TcpStream) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1];
+    // Byte by byte: what follows the head belongs to the switched protocol.
+    while seen.len() < 64 * 1024 && !seen.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(1) => seen.push(buf[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
 /// Reads until the end of a request head (`\r\n\r\n`) or 64 KiB.
 async fn read_head(stream: &mut tokio::net::TcpStream) {
     let mut seen = Vec::new();

@@ -17,7 +17,9 @@ use super::defaults;
 use super::driver;
 use super::error::ConfigErrors;
 use super::raw::{self, join, list_items, show, Ctx, Obj};
-use super::{AccessLogTarget, Config, Driver, HttpsListener, LruCache, RedisUrl, RouteCacheMode};
+use super::{
+    AccessLogTarget, Config, DebugFrom, Driver, HttpsListener, LruCache, RedisUrl, RouteCacheMode,
+};
 
 /// Hipache's legacy top-level Redis keys (0.3 and earlier).
 const LEGACY_REDIS: &[&str] = &[
@@ -87,6 +89,9 @@ const SERVER: &[&str] = &[
     "backendTlsVerify",
     "httpsRedirect",
     "tlsHandshakeTimeout",
+    "debugFrom",
+    "upgradeProtocols",
+    "forwardedHeader",
 ];
 
 /// Listener keys of the 0.3 layout, under `server`.
@@ -282,6 +287,7 @@ impl Builder<'_> {
             ("deadBackendOn500", &mut cfg.dead_backend_on_500),
             ("httpKeepAlive", &mut cfg.http_keep_alive),
             ("debug", &mut cfg.debug),
+            ("forwardedHeader", &mut cfg.forwarded_header),
         ] {
             if let Some(v) = s.get(key) {
                 if let Some(b) = raw::boolean(ctx, &s.key(key), v) {
@@ -353,6 +359,51 @@ impl Builder<'_> {
                     s.key("routeCache"),
                     "\"tracking\" conflicts with server.lruCache (Hipache's TTL cache): use one",
                 );
+            }
+        }
+        match s.raw("debugFrom") {
+            None => {}
+            Some(Value::String(w)) if w.eq_ignore_ascii_case("any") => cfg.debug_from = DebugFrom::Any,
+            Some(Value::String(w)) if w.eq_ignore_ascii_case("trusted") => {
+                cfg.debug_from = DebugFrom::default();
+            }
+            Some(v @ Value::Array(_)) => {
+                let mut nets = Vec::new();
+                for (key, item) in list_items(&s.key("debugFrom"), v) {
+                    match item.as_str().and_then(parse_net) {
+                        Some(net) => nets.push(net),
+                        None => ctx.err(
+                            key,
+                            format!("expected an IP address or CIDR network, got {}", show(item)),
+                        ),
+                    }
+                }
+                cfg.debug_from = DebugFrom::Networks(nets);
+            }
+            Some(v) => ctx.err(
+                s.key("debugFrom"),
+                format!(
+                    "expected \"trusted\" (loopback and trustedProxies), \"any\", or a list of networks, got {}",
+                    show(v)
+                ),
+            ),
+        }
+        if let Some(v) = s.get("upgradeProtocols") {
+            cfg.upgrade_protocols.clear();
+            for (key, item) in list_items(&s.key("upgradeProtocols"), v) {
+                match item.as_str().map(|p| p.trim().to_ascii_lowercase()) {
+                    Some(p) if p == "h2c" => ctx.err(
+                        key,
+                        "h2c is never relayed: an h2c tunnel reaches paths the route table never sent it to",
+                    ),
+                    Some(p) if !p.is_empty() && p.bytes().all(is_token_byte) => {
+                        cfg.upgrade_protocols.push(p);
+                    }
+                    _ => ctx.err(
+                        key,
+                        format!("expected an upgrade protocol name (such as \"websocket\"), got {}", show(item)),
+                    ),
+                }
             }
         }
         if let Some(v) = s.get("trustedProxies") {
@@ -987,6 +1038,11 @@ pub(super) fn parse_net(text: &str) -> Option<IpNet> {
         return Some(net.trunc());
     }
     text.parse::<IpAddr>().ok().map(IpNet::from)
+}
+
+/// A byte of an RFC 9110 token (upgrade protocol names are tokens).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b)
 }
 
 /// `ip:port` or `[v6]:port`.

@@ -45,6 +45,26 @@ pub const HTTP_KEEP_ALIVE: bool = true;
 /// `x-debug-*` headers only on request (Hipache's default).
 pub const DEBUG: bool = false;
 
+/// Networks whose clients may ask for `x-debug-*` headers, besides
+/// `trustedProxies`: loopback only (an operator on the machine, a sidecar,
+/// a test). The headers name backend addresses and frontend keys.
+pub fn debug_from() -> Vec<ipnet::IpNet> {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    vec![
+        ipnet::Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8).into(),
+        ipnet::Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128).into(),
+    ]
+}
+
+/// Upgrade protocols relayed to backends: WebSocket only. Any other token
+/// turns a request into a tunnel past the route table (`h2c` most of all:
+/// "h2c smuggling"), so each must be asked for by name.
+pub const UPGRADE_PROTOCOLS: &[&str] = &["websocket"];
+
+/// The RFC 7239 `Forwarded` header is not added unless asked: most
+/// backends read `X-Forwarded-*`, and one more header costs every request.
+pub const FORWARDED_HEADER: bool = false;
+
 /// Plain HTTP port (Hipache's `http.port` / `server.port`).
 pub const HTTP_PORT: u16 = 80;
 

@@ -59,6 +59,13 @@ pub struct Config {
     pub http_keep_alive: bool,
     /// Add `x-debug-*` headers even without an `X-Debug` request header.
     pub debug: bool,
+    /// Which clients an `X-Debug` request header is honoured from.
+    pub debug_from: DebugFrom,
+    /// Upgrade protocols relayed to backends (`server.upgradeProtocols`),
+    /// lower-case; never `h2c`.
+    pub upgrade_protocols: Vec<String>,
+    /// Add an RFC 7239 `Forwarded` header (`server.forwardedHeader`).
+    pub forwarded_header: bool,
     /// Hipache's TTL route cache, when set.
     pub lru_cache: Option<LruCache>,
     pub route_cache: RouteCacheMode,
@@ -106,6 +113,23 @@ pub struct HttpsListener {
 pub struct LruCache {
     pub size: usize,
     pub ttl: Duration,
+}
+
+/// Who may ask for `x-debug-*` headers with an `X-Debug` request header
+/// (`server.debugFrom`). The headers name backend addresses and frontend
+/// keys, which an internet client has no business seeing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DebugFrom {
+    /// Peers in these networks, and `trustedProxies` (by default: loopback).
+    Networks(Vec<IpNet>),
+    /// Any client (Hipache's behaviour).
+    Any,
+}
+
+impl Default for DebugFrom {
+    fn default() -> Self {
+        DebugFrom::Networks(defaults::debug_from())
+    }
 }
 
 /// How routes read from Redis may be cached.
@@ -185,6 +209,12 @@ impl Default for Config {
             dead_backend_on_500: defaults::DEAD_BACKEND_ON_500,
             http_keep_alive: defaults::HTTP_KEEP_ALIVE,
             debug: defaults::DEBUG,
+            debug_from: DebugFrom::default(),
+            upgrade_protocols: defaults::UPGRADE_PROTOCOLS
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+            forwarded_header: defaults::FORWARDED_HEADER,
             lru_cache: None,
             route_cache: RouteCacheMode::default(),
             static_dir: None,
@@ -493,6 +523,12 @@ impl Config {
                 "deadBackendOn500": self.dead_backend_on_500,
                 "httpKeepAlive": self.http_keep_alive,
                 "debug": self.debug,
+                "debugFrom": match &self.debug_from {
+                    DebugFrom::Networks(nets) => json!(nets.iter().map(ToString::to_string).collect::<Vec<_>>()),
+                    DebugFrom::Any => json!("any"),
+                },
+                "upgradeProtocols": self.upgrade_protocols,
+                "forwardedHeader": self.forwarded_header,
                 "lruCache": self.lru_cache.map(|l| json!({"size": l.size, "ttl": build::seconds_json(l.ttl)})),
                 "routeCache": match self.route_cache {
                     RouteCacheMode::Strict => "strict",

@@ -372,6 +372,49 @@ fn our_keys() {
 }
 
 #[test]
+fn security_keys() {
+    let d = Config::default();
+    assert_eq!(d.upgrade_protocols, vec!["websocket".to_owned()]);
+    assert!(!d.forwarded_header);
+    assert_eq!(
+        d.debug_from,
+        DebugFrom::Networks(vec![
+            "127.0.0.0/8".parse().expect("net"),
+            "::1/128".parse().expect("net")
+        ])
+    );
+    let c = ok(r#"{"server": {
+        "upgradeProtocols": ["WebSocket", "foo/2"],
+        "forwardedHeader": true,
+        "debugFrom": ["10.0.0.0/8", "192.0.2.1"]
+    }}"#);
+    assert_eq!(c.upgrade_protocols, vec!["websocket", "foo/2"]);
+    assert!(c.forwarded_header);
+    assert_eq!(
+        c.debug_from,
+        DebugFrom::Networks(vec![
+            "10.0.0.0/8".parse().expect("net"),
+            "192.0.2.1/32".parse().expect("net")
+        ])
+    );
+    assert_eq!(
+        ok(r#"{"server": {"debugFrom": "any"}}"#).debug_from,
+        DebugFrom::Any
+    );
+    assert_eq!(
+        ok(r#"{"server": {"debugFrom": "trusted"}}"#).debug_from,
+        d.debug_from
+    );
+    let e = errs(
+        r#"{"server": {"upgradeProtocols": ["h2c", "bad token"], "debugFrom": "everyone"}}"#,
+    );
+    assert!(e.has_key("server.upgradeProtocols[0]"), "{e}");
+    assert!(e.has_key("server.upgradeProtocols[1]"), "{e}");
+    assert!(e.has_key("server.debugFrom"), "{e}");
+    assert!(e.to_string().contains("h2c is never relayed"), "{e}");
+}
+
+#[test]
 fn numeric_strings_are_accepted() {
     let c = ok(
         r#"{"server": {"port": "8080", "workers": "3", "tcpTimeout": "15", "deadBackendTTL": "60"},

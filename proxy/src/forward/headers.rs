@@ -1,16 +1,18 @@
-//! Header handling: hop-by-hop removal (RFC 9110 §7.6.1), the forwarded
-//! headers, and the debug headers.
+//! Header handling: hop-by-hop removal (RFC 9110 §7.6.1), the forwarding
+//! headers (what a backend is told about the client, and by whom), and the
+//! debug headers.
 
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use ipnet::IpNet;
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_PROTOCOL: HeaderName = HeaderName::from_static("x-forwarded-protocol");
 pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 pub static X_DEBUG: HeaderName = HeaderName::from_static("x-debug");
 pub static X_DEBUG_ERROR: HeaderName = HeaderName::from_static("x-debug-error");
 pub static X_DEBUG_BACKEND_URL: HeaderName = HeaderName::from_static("x-debug-backend-url");
@@ -21,9 +23,11 @@ pub static X_DEBUG_TIME_TOTAL: HeaderName = HeaderName::from_static("x-debug-tim
 pub static X_DEBUG_TIME_BACKEND: HeaderName = HeaderName::from_static("x-debug-time-backend");
 pub static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 pub static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+pub static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
-/// Headers that describe one connection, never forwarded.
-static HOP_BY_HOP: [&HeaderName; 8] = [
+/// Headers that describe one connection, never forwarded. `HTTP2-Settings`
+/// belongs to an `h2c` upgrade, which is never relayed.
+static HOP_BY_HOP: [&HeaderName; 9] = [
     &header::CONNECTION,
     &KEEP_ALIVE,
     &PROXY_CONNECTION,
@@ -32,6 +36,7 @@ static HOP_BY_HOP: [&HeaderName; 8] = [
     &header::TRANSFER_ENCODING,
     &header::UPGRADE,
     &header::PROXY_AUTHORIZATION,
+    &HTTP2_SETTINGS,
 ];
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
@@ -51,32 +56,85 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Headers a proxy sets to tell a backend who the client is and what it
+/// asked for, besides every `x-forwarded-*` one: frameworks (Rails,
+/// Django, Spring, Express, ...) build absolute URLs and pick client
+/// addresses and certificates from them. From a peer outside
+/// `trustedProxies` they are forged by definition and removed.
+static SPOOFABLE: [&str; 20] = [
+    "forwarded",
+    "x-real-ip",
+    "x-original-forwarded-for",
+    "x-original-host",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-url-scheme",
+    "x-scheme",
+    "x-host",
+    "front-end-https",
+    "x-client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "client-ip",
+    "x-client-cert",
+    "x-ssl-client-cert",
+    "ssl-client-cert",
+];
+
+/// A header that only a trusted proxy may send (see [`SPOOFABLE`]).
+fn is_spoofable(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name.starts_with("x-forwarded-") || name.starts_with("ssl-client-") || SPOOFABLE.contains(&name)
+}
+
 /// What the forwarded headers say about this hop.
-pub struct Forwarded<'a> {
+pub struct Forwarded {
     pub client: IpAddr,
     pub proto: &'static str,
     pub port: u16,
-    pub trusted: &'a [IpNet],
+    /// The host that routed the request, as sent (port kept): the `Host`
+    /// the backend gets.
+    pub host: Option<HeaderValue>,
+    /// The peer is in `trustedProxies`.
+    pub trusted: bool,
+    /// Add an RFC 7239 `Forwarded` element (`server.forwardedHeader`).
+    pub rfc7239: bool,
 }
 
-impl Forwarded<'_> {
-    /// Sets `X-Forwarded-For` (appending to a trusted incoming value),
-    /// `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Protocol` and
-    /// `X-Forwarded-Port`. From an untrusted peer every incoming value is
-    /// replaced, so a client cannot spoof its address (Hipache's issue #165).
-    pub fn apply(&self, headers: &mut HeaderMap) {
+impl Forwarded {
+    /// Sets `X-Forwarded-For`, `X-Real-IP`, `X-Forwarded-Proto`,
+    /// `X-Forwarded-Protocol`, `X-Forwarded-Port`, `X-Forwarded-Host` and,
+    /// when configured, `Forwarded`. From a trusted peer, `X-Forwarded-For`
+    /// and `Forwarded` are appended to and the others kept when present.
+    /// From any other peer every forwarding header it sent is removed first
+    /// (see [`SPOOFABLE`]), so the ones the backend sees are ours alone: a
+    /// client can spoof neither its address (Hipache's issue #165) nor the
+    /// host and scheme a backend builds links from.
+    pub fn apply(self, headers: &mut HeaderMap) {
         let client = self.client.to_canonical();
-        let trusted = self.trusted.iter().any(|n| n.contains(&client));
+        if !self.trusted {
+            let forged: Vec<HeaderName> = headers
+                .keys()
+                .filter(|n| is_spoofable(n))
+                .cloned()
+                .collect();
+            for name in forged {
+                headers.remove(name);
+            }
+        }
         let client_text = client.to_string();
         let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) if trusted && !prev.trim().is_empty() => format!("{prev}, {client_text}"),
+            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client_text}"),
             _ => client_text.clone(),
         };
         set(headers, &X_FORWARDED_FOR, &xff);
-        if !(trusted && headers.contains_key(&X_REAL_IP)) {
+        if !headers.contains_key(&X_REAL_IP) {
             set(headers, &X_REAL_IP, &client_text);
         }
-        if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
             headers.insert(
                 X_FORWARDED_PROTO.clone(),
                 HeaderValue::from_static(self.proto),
@@ -86,9 +144,43 @@ impl Forwarded<'_> {
                 HeaderValue::from_static(self.proto),
             );
         }
-        if !(trusted && headers.contains_key(&X_FORWARDED_PORT)) {
+        if !headers.contains_key(&X_FORWARDED_PORT) {
             headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(self.port));
         }
+        let host = self.host.as_ref().and_then(|h| h.to_str().ok());
+        if self.rfc7239 {
+            let element = forwarded_element(client, host, self.proto);
+            let value = match headers.get(&FORWARDED).and_then(|v| v.to_str().ok()) {
+                Some(prev) if !prev.trim().is_empty() => format!("{prev}, {element}"),
+                _ => element,
+            };
+            set(headers, &FORWARDED, &value);
+        }
+        if let Some(host) = self.host {
+            if !headers.contains_key(&X_FORWARDED_HOST) {
+                headers.insert(X_FORWARDED_HOST.clone(), host);
+            }
+        }
+    }
+}
+
+/// One RFC 7239 element: `for=…;host=…;proto=…`, with an IPv6 address
+/// bracketed and quoted, and the host quoted when it is not a token (a
+/// port's `:`).
+fn forwarded_element(client: IpAddr, host: Option<&str>, proto: &str) -> String {
+    let node = match client {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("\"[{ip}]\""),
+    };
+    // Hosts reaching here passed `normalize_host`: no `"` or `\\` to escape.
+    let is_token = |h: &str| {
+        h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    match host {
+        None => format!("for={node};proto={proto}"),
+        Some(h) if is_token(h) => format!("for={node};host={h};proto={proto}"),
+        Some(h) => format!("for={node};host=\"{h}\";proto={proto}"),
     }
 }
 
@@ -103,12 +195,14 @@ pub fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
 mod tests {
     use super::*;
 
-    fn fwd(trusted: &[IpNet]) -> Forwarded<'_> {
+    fn fwd(trusted: bool) -> Forwarded {
         Forwarded {
             client: "::ffff:10.1.2.3".parse().expect("ip"),
             proto: "http",
             port: 8080,
+            host: Some(HeaderValue::from_static("a.example:8080")),
             trusted,
+            rfc7239: false,
         }
     }
 
@@ -117,20 +211,72 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
         h.insert(&X_REAL_IP, HeaderValue::from_static("1.2.3.4"));
-        fwd(&[]).apply(&mut h);
+        fwd(false).apply(&mut h);
         assert_eq!(h[&X_FORWARDED_FOR], "10.1.2.3");
         assert_eq!(h[&X_REAL_IP], "10.1.2.3");
         assert_eq!(h[&X_FORWARDED_PORT], "8080");
         assert_eq!(h[&X_FORWARDED_PROTOCOL], "http");
+        assert_eq!(h[&X_FORWARDED_HOST], "a.example:8080");
     }
 
     #[test]
-    fn trusted_values_are_appended() {
+    fn untrusted_forwarding_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "forwarded",
+            "x-forwarded-host",
+            "x-forwarded-server",
+            "x-forwarded-prefix",
+            "x-forwarded-ssl",
+            "x-original-url",
+            "true-client-ip",
+            "ssl-client-subject-dn",
+        ] {
+            h.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static("evil.example"),
+            );
+        }
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        fwd(false).apply(&mut h);
+        let evil: Vec<_> = h
+            .iter()
+            .filter(|(_, v)| v.as_bytes() == b"evil.example")
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert!(evil.is_empty(), "forged headers left: {evil:?}");
+        assert_eq!(h[&X_FORWARDED_HOST], "a.example:8080");
+        assert!(h.contains_key("x-kept"));
+        assert!(
+            !h.contains_key(&FORWARDED),
+            "no Forwarded unless configured"
+        );
+    }
+
+    #[test]
+    fn trusted_values_are_appended_or_kept() {
         let mut h = HeaderMap::new();
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
-        let nets = ["10.0.0.0/8".parse().expect("net")];
-        fwd(&nets).apply(&mut h);
+        h.insert(&X_FORWARDED_HOST, HeaderValue::from_static("outer.example"));
+        h.insert(&FORWARDED, HeaderValue::from_static("for=1.2.3.4"));
+        let mut f = fwd(true);
+        f.rfc7239 = true;
+        f.apply(&mut h);
         assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 10.1.2.3");
+        assert_eq!(h[&X_FORWARDED_HOST], "outer.example");
+        assert_eq!(
+            h[&FORWARDED],
+            "for=1.2.3.4, for=10.1.2.3;host=\"a.example:8080\";proto=http"
+        );
+    }
+
+    #[test]
+    fn forwarded_elements_quote_what_is_not_a_token() {
+        let v6: IpAddr = "2001:db8::1".parse().expect("ip");
+        assert_eq!(
+            forwarded_element(v6, Some("a.example"), "https"),
+            "for=\"[2001:db8::1]\";host=a.example;proto=https"
+        );
     }
 
     #[test]
@@ -142,6 +288,10 @@ mod tests {
         );
         h.insert("x-custom", HeaderValue::from_static("1"));
         h.insert(&KEEP_ALIVE, HeaderValue::from_static("5"));
+        h.insert(
+            &HTTP2_SETTINGS,
+            HeaderValue::from_static("AAMAAABkAAQAAP__"),
+        );
         h.insert(
             header::TRANSFER_ENCODING,
             HeaderValue::from_static("chunked"),

@@ -2,6 +2,7 @@
 //! the right headers, retry on connection failures, report dead backends,
 //! and answer errors with the error pages.
 
+pub mod authority;
 pub mod body;
 pub mod headers;
 pub mod redirect;
@@ -20,7 +21,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::accesslog::{AccessLog, Entry};
-use crate::config::Config;
+use crate::config::{Config, DebugFrom};
 use crate::error::{ErrorPages, ProxyError};
 use crate::metrics::{Metrics, UpstreamErrorKind};
 use crate::routing::{DeadMark, Route, RouteStore};
@@ -50,6 +51,30 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub tls: bool,
+    /// The peer is in `trustedProxies`: its forwarding headers are kept
+    /// and appended to.
+    pub trusted: bool,
+    /// The peer may ask for `x-debug-*` headers (`server.debugFrom`).
+    pub debug_allowed: bool,
+}
+
+impl ConnInfo {
+    /// Decided once per connection: the peer does not change.
+    pub fn new(peer: SocketAddr, local: SocketAddr, tls: bool, config: &Config) -> Self {
+        let ip = peer.ip().to_canonical();
+        let trusted = config.trusted_proxies.iter().any(|n| n.contains(&ip));
+        let debug_allowed = match &config.debug_from {
+            DebugFrom::Any => true,
+            DebugFrom::Networks(nets) => trusted || nets.iter().any(|n| n.contains(&ip)),
+        };
+        Self {
+            peer,
+            local,
+            tls,
+            trusted,
+            debug_allowed,
+        }
+    }
 }
 
 /// Longest request target accepted (414 above), as nginx's default
@@ -99,7 +124,7 @@ pub async fn handle(
     let ex = Exchange {
         start: Instant::now(),
         time: SystemTime::now(),
-        debug: shared.config.debug || req.headers().contains_key(&X_DEBUG),
+        debug: shared.config.debug || (conn.debug_allowed && req.headers().contains_key(&X_DEBUG)),
         method: req.method().clone(),
         target: match logging {
             true => req
@@ -136,22 +161,13 @@ async fn proxy(
     ex: &Exchange,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    if let Some(r) = redirect::to_https(shared, conn, &req) {
-        return Ok(r);
-    }
-    // The authority of an absolute-form or HTTP/2 request, else Host.
-    let raw_host = match req.uri().authority() {
-        Some(a) => a.as_str(),
-        None => req
-            .headers()
-            .get(header::HOST)
-            .ok_or(ProxyError::NoHost)?
-            .to_str()
-            .map_err(|_| ProxyError::BadRequest("invalid Host header"))?,
-    };
+    let raw_host = authority::routing_host(&req)?;
     let host = hipache_schema::normalize_host(raw_host)?;
     if host == PING_HOST {
         return Ok(ping_response());
+    }
+    if let Some(r) = redirect::to_https(shared, conn, &req, raw_host) {
+        return Ok(r);
     }
     if req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > MAX_URI_LENGTH {
         return Err(ProxyError::UriTooLong);
@@ -186,9 +202,9 @@ async fn forward(
     let count = route.frontend.backends.len();
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error = None;
-    let upgrade = upgrade::requested(req.headers());
+    let upgrade = upgrade::requested(req.headers(), &shared.config.upgrade_protocols);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-    let (upstream_req, client_body_failed) = upstream_request(shared, conn, req, upgrade);
+    let (upstream_req, client_body_failed) = upstream_request(shared, conn, req, upgrade.clone());
     let skipped = route
         .frontend
         .group(route.group.as_ref())
@@ -259,6 +275,18 @@ async fn forward(
     }
     if count > 1 && marks_dead(status, resp.headers(), shared.config.dead_backend_on_500) {
         shared.store.mark_dead(dead_mark(host, backend, count));
+    }
+    // A 101 the client did not ask for, or to another protocol than the
+    // one it asked for, would open a tunnel nobody chose.
+    if status == StatusCode::SWITCHING_PROTOCOLS
+        && !upgrade
+            .as_ref()
+            .is_some_and(|u| upgrade::same_protocol(u, resp.headers().get(header::UPGRADE)))
+    {
+        shared.metrics.upstream_error(UpstreamErrorKind::Reset);
+        return Err(ProxyError::Upstream(
+            "101 Switching Protocols to a protocol the client did not ask for".to_owned(),
+        ));
     }
     let mut resp = resp;
     let tunnel = match client_upgrade {
@@ -426,8 +454,9 @@ fn is_body_limit(err: &hyper::Error) -> bool {
 }
 
 /// The request as it goes upstream: origin-form URI, hop-by-hop headers
-/// removed, forwarded headers set, the Host as the client sent it, the body
-/// streamed (with the configured limit).
+/// removed, forwarding headers set, the Host that chose the route (the
+/// authority of an absolute-form or HTTP/2 request replaces `Host`, RFC
+/// 9112 §3.2.2), the body streamed (with the configured limit).
 fn upstream_request(
     shared: &Shared,
     conn: &ConnInfo,
@@ -438,11 +467,9 @@ fn upstream_request(
     Option<Arc<AtomicBool>>,
 ) {
     let (mut parts, body) = req.into_parts();
-    if !parts.headers.contains_key(header::HOST) {
-        if let Some(a) = parts.uri.authority() {
-            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                parts.headers.insert(header::HOST, v);
-            }
+    if let Some(a) = parts.uri.authority() {
+        if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+            parts.headers.insert(header::HOST, v);
         }
     }
     // Origin form: the path and query as received (no reparsing).
@@ -468,7 +495,9 @@ fn upstream_request(
         client: conn.peer.ip(),
         proto: if conn.tls { "https" } else { "http" },
         port: conn.local.port(),
-        trusted: &shared.config.trusted_proxies,
+        host: parts.headers.get(header::HOST).cloned(),
+        trusted: conn.trusted,
+        rfc7239: shared.config.forwarded_header,
     }
     .apply(&mut parts.headers);
     // Most requests have no body: an empty body costs no allocation.

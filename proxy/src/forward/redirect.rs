@@ -18,24 +18,19 @@ use super::{ConnInfo, ProxyBody, Shared};
 const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 
 /// The redirect for this request, or `None` when it is to be proxied
-/// (redirect off, a TLS connection, `__ping__`, no usable host, ACME).
+/// (redirect off, a TLS connection, ACME). `raw_host` is the host that
+/// routes the request (see [`super::authority`]), already valid and not
+/// `__ping__`.
 pub fn to_https<B>(
     shared: &Shared,
     conn: &ConnInfo,
     req: &Request<B>,
+    raw_host: &str,
 ) -> Option<Response<ProxyBody>> {
     if !shared.config.https_redirect || conn.tls {
         return None;
     }
     let port = shared.config.https.first()?.address.port();
-    let raw_host = match req.uri().authority() {
-        Some(a) => a.as_str(),
-        None => req.headers().get(header::HOST)?.to_str().ok()?,
-    };
-    let host = hipache_schema::normalize_host(raw_host).ok()?;
-    if host == super::PING_HOST {
-        return None;
-    }
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     if path.starts_with(ACME_CHALLENGE) {
         return None;

@@ -30,17 +30,44 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub const TUNNEL_BUFFER: usize = 4096;
 
 /// The `Upgrade` value of a request asking for one (`Connection: upgrade`
-/// and an `Upgrade` header), to be forwarded after hop-by-hop removal.
-pub fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
+/// and an `Upgrade` header) that may be relayed: a single protocol among
+/// `allowed` (`server.upgradeProtocols`, `websocket` by default; `h2c`
+/// never). Any other upgrade request is forwarded as a plain request, its
+/// upgrade headers removed with the other hop-by-hop ones: relaying `h2c`
+/// would let a client speak HTTP/2 straight to the backend, on paths the
+/// route table never sent it to ("h2c smuggling").
+pub fn requested(headers: &HeaderMap, allowed: &[String]) -> Option<HeaderValue> {
     let connection_says_upgrade = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    connection_says_upgrade
-        .then(|| headers.get(header::UPGRADE).cloned())
-        .flatten()
+    if !connection_says_upgrade {
+        return None;
+    }
+    let mut values = headers.get_all(header::UPGRADE).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let protocol = value.to_str().ok()?.trim();
+    let name = protocol.split('/').next().unwrap_or_default();
+    let relayed = !name.eq_ignore_ascii_case("h2c")
+        && allowed
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(protocol) || a.eq_ignore_ascii_case(name));
+    relayed.then(|| value.clone())
+}
+
+/// Whether the protocol a backend switched to (its `101`'s `Upgrade`) is
+/// the one the client asked for: a backend may not switch to another.
+pub fn same_protocol(requested: &HeaderValue, switched: Option<&HeaderValue>) -> bool {
+    switched.is_some_and(|s| {
+        s.as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(requested.as_bytes().trim_ascii())
+    })
 }
 
 /// Puts the upgrade headers back on a request after hop-by-hop removal.
@@ -264,17 +291,46 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Activity<T> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn detects_upgrade_requests() {
+    fn upgrade(protocol: &'static str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(
             header::CONNECTION,
             HeaderValue::from_static("keep-alive, Upgrade"),
         );
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        assert_eq!(requested(&h).expect("upgrade"), "websocket");
+        h.insert(header::UPGRADE, HeaderValue::from_static(protocol));
+        h
+    }
+
+    #[test]
+    fn detects_upgrade_requests() {
+        let ws = vec!["websocket".to_owned()];
+        let mut h = upgrade("websocket");
+        assert_eq!(requested(&h, &ws).expect("upgrade"), "websocket");
         h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
-        assert!(requested(&h).is_none());
+        assert!(requested(&h, &ws).is_none());
+    }
+
+    #[test]
+    fn only_allowed_protocols_are_relayed_and_h2c_never() {
+        let ws = vec!["websocket".to_owned()];
+        assert!(requested(&upgrade("WebSocket"), &ws).is_some());
+        assert!(requested(&upgrade("h2c"), &ws).is_none());
+        assert!(requested(&upgrade("foo/1"), &ws).is_none());
+        assert!(requested(&upgrade("websocket, h2c"), &ws).is_none());
+        let listed = vec!["foo".to_owned(), "h2c".to_owned()];
+        assert!(requested(&upgrade("foo/1"), &listed).is_some());
+        assert!(requested(&upgrade("H2C"), &listed).is_none());
+    }
+
+    #[test]
+    fn a_backend_may_not_switch_to_another_protocol() {
+        let ws = HeaderValue::from_static("websocket");
+        assert!(same_protocol(
+            &ws,
+            Some(&HeaderValue::from_static("WebSocket"))
+        ));
+        assert!(!same_protocol(&ws, Some(&HeaderValue::from_static("h2c"))));
+        assert!(!same_protocol(&ws, None));
     }
 
     #[test]
