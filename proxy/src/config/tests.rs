@@ -405,9 +405,8 @@ fn security_keys() {
         ok(r#"{"server": {"debugFrom": "trusted"}}"#).debug_from,
         d.debug_from
     );
-    let e = errs(
-        r#"{"server": {"upgradeProtocols": ["h2c", "bad token"], "debugFrom": "everyone"}}"#,
-    );
+    let e =
+        errs(r#"{"server": {"upgradeProtocols": ["h2c", "bad token"], "debugFrom": "everyone"}}"#);
     assert!(e.has_key("server.upgradeProtocols[0]"), "{e}");
     assert!(e.has_key("server.upgradeProtocols[1]"), "{e}");
     assert!(e.has_key("server.debugFrom"), "{e}");
