@@ -6,6 +6,7 @@ pub mod authority;
 pub mod body;
 pub mod headers;
 pub mod redirect;
+pub mod target;
 pub mod upgrade;
 
 use std::convert::Infallible;
@@ -175,18 +176,29 @@ async fn proxy(
     if req.method() == Method::CONNECT {
         return Err(ProxyError::BadRequest("CONNECT is not supported"));
     }
+    if req.uri().path() == "*" {
+        return Err(ProxyError::BadRequest(
+            "asterisk-form targets are not supported",
+        ));
+    }
+    let path = target::normalize_path(req.uri().path())?;
+    let normalized = match &path {
+        std::borrow::Cow::Owned(p) => Some(target::with_query(p, req.uri().query())?),
+        std::borrow::Cow::Borrowed(_) => None,
+    };
     if let (Some(limit), Some(len)) = (shared.config.max_body_size, content_length(&req)) {
         if len > limit {
             return Err(ProxyError::BodyTooLarge);
         }
     }
-    let found = shared.store.lookup(&host, req.uri().path()).await;
+    let found = shared.store.lookup(&host, &path).await;
+    drop(path);
     shared
         .metrics
         .lookup(crate::routing::outcome(&host, &found));
     let route = found?.ok_or(ProxyError::NoFrontend)?;
     let _ = ex.frontend.set(route.frontend.clone());
-    forward(shared, conn, ex, &host, &route, req).await
+    forward(shared, conn, ex, &host, &route, req, normalized).await
 }
 
 /// Sends the request to a live backend, trying others on connection
@@ -198,13 +210,15 @@ async fn forward(
     host: &str,
     route: &Route,
     mut req: Request<Incoming>,
+    normalized: Option<http::uri::PathAndQuery>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let count = route.frontend.backends.len();
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error = None;
     let upgrade = upgrade::requested(req.headers(), &shared.config.upgrade_protocols);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-    let (upstream_req, client_body_failed) = upstream_request(shared, conn, req, upgrade.clone());
+    let (upstream_req, client_body_failed) =
+        upstream_request(shared, conn, req, normalized, upgrade.clone());
     let skipped = route
         .frontend
         .group(route.group.as_ref())
@@ -453,7 +467,8 @@ fn is_body_limit(err: &hyper::Error) -> bool {
     })
 }
 
-/// The request as it goes upstream: origin-form URI, hop-by-hop headers
+/// The request as it goes upstream: origin-form URI (its path normalised),
+/// hop-by-hop headers
 /// removed, forwarding headers set, the Host that chose the route (the
 /// authority of an absolute-form or HTTP/2 request replaces `Host`, RFC
 /// 9112 §3.2.2), the body streamed (with the configured limit).
@@ -461,6 +476,7 @@ fn upstream_request(
     shared: &Shared,
     conn: &ConnInfo,
     req: Request<Incoming>,
+    normalized: Option<http::uri::PathAndQuery>,
     upgrade: Option<HeaderValue>,
 ) -> (
     Request<upstream::pool::UpstreamBody>,
@@ -472,15 +488,16 @@ fn upstream_request(
             parts.headers.insert(header::HOST, v);
         }
     }
-    // Origin form: the path and query as received (no reparsing).
+    // Origin form: the normalised path (see [`target`]) or, most often,
+    // the path and query as received (no reparsing).
     let mut origin = http::uri::Parts::default();
-    origin.path_and_query = Some(
+    origin.path_and_query = Some(normalized.unwrap_or_else(|| {
         parts
             .uri
             .path_and_query()
             .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-    );
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"))
+    }));
     parts.uri = Uri::from_parts(origin).unwrap_or_else(|_| Uri::from_static("/"));
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);

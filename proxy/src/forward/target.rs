@@ -1,0 +1,184 @@
+//! The request path a route is chosen by, normalised once so that the path
+//! which chose the route is the path the backend sees.
+//!
+//! Backends and frameworks resolve `/public/../admin`, `/%61dmin` and
+//! `//admin` to `/admin`; a proxy that matched path rules against the text
+//! as sent would route (and, with per-rule policies, protect) one path
+//! while the backend serves another. So, as nginx does before its location
+//! match (and Envoy with `normalize_path` and `merge_slashes`):
+//!
+//! - percent-encoded unreserved characters (RFC 3986 §2.3: letters,
+//!   digits, `-` `.` `_` `~`) are decoded, other escapes get upper-case hex
+//!   (§6.2.2.1); `%2F` stays encoded, since many applications use it inside
+//!   one segment;
+//! - empty segments (`//`) are merged;
+//! - dot segments are removed (§5.2.4), never above the root;
+//! - an invalid escape (`%zz`, a lone `%`) or an encoded NUL is refused
+//!   with a 400.
+//!
+//! The query string is left as sent. A path needing none of this (the
+//! common case) is not copied.
+
+use std::borrow::Cow;
+
+use http::uri::PathAndQuery;
+
+use crate::error::ProxyError;
+
+/// The normalised form of `path` (a request path without its query).
+pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, ProxyError> {
+    let bytes = path.as_bytes();
+    let needs_work = bytes.contains(&b'%')
+        || bytes
+            .windows(2)
+            .any(|w| w[0] == b'/' && (w[1] == b'/' || w[1] == b'.'));
+    if !needs_work {
+        return Ok(Cow::Borrowed(path));
+    }
+    let decoded = decode_unreserved(bytes)?;
+    Ok(Cow::Owned(remove_dot_segments(&decoded)))
+}
+
+/// The origin-form target for a normalised `path` and the query as sent.
+pub fn with_query(path: &str, query: Option<&str>) -> Result<PathAndQuery, ProxyError> {
+    let text = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    PathAndQuery::try_from(text).map_err(|_| ProxyError::BadRequest("invalid path"))
+}
+
+/// Decodes unreserved escapes and upper-cases the hex of the others.
+fn decode_unreserved(bytes: &[u8]) -> Result<String, ProxyError> {
+    // Bytes, not chars: a non-ASCII byte of the path is copied as it is.
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b != b'%' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let value = match bytes.get(i + 1..i + 3) {
+            Some(&[hi, lo]) if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() => {
+                hex_value(hi) << 4 | hex_value(lo)
+            }
+            _ => return Err(ProxyError::BadRequest("invalid percent-encoding in path")),
+        };
+        if value == 0 {
+            return Err(ProxyError::BadRequest("encoded NUL in path"));
+        }
+        if value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~') {
+            out.push(value);
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.extend_from_slice(&[
+                b'%',
+                HEX[usize::from(value >> 4)],
+                HEX[usize::from(value & 0xF)],
+            ]);
+        }
+        i += 3;
+    }
+    // Only ASCII was added to bytes of a `str`: still UTF-8.
+    String::from_utf8(out).map_err(|_| ProxyError::BadRequest("invalid path"))
+}
+
+fn hex_value(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        b'a'..=b'f' => digit - b'a' + 10,
+        _ => digit - b'A' + 10,
+    }
+}
+
+/// Merges empty segments and resolves `.` and `..` (never above `/`); a
+/// trailing slash, or a final dot segment, leaves the path ending in `/`.
+fn remove_dot_segments(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    for segment in path.split('/').skip(1) {
+        trailing_slash = matches!(segment, "" | "." | "..");
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing_slash || segments.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(path: &str) -> String {
+        match normalize_path(path) {
+            Ok(p) => p.into_owned(),
+            Err(e) => format!("error: {}", e.reason()),
+        }
+    }
+
+    #[test]
+    fn plain_paths_are_not_copied() {
+        for p in ["/", "/a/b", "/a/b/", "/a.b/c.d", "/api/v1.2/x"] {
+            assert!(matches!(normalize_path(p), Ok(Cow::Borrowed(_))), "{p}");
+            assert_eq!(norm(p), p);
+        }
+    }
+
+    #[test]
+    fn dot_segments_and_empty_segments() {
+        for (from, to) in [
+            ("/public/../admin", "/admin"),
+            ("/a/./b", "/a/b"),
+            ("/a/b/..", "/a/"),
+            ("/a/b/.", "/a/b/"),
+            ("/../../etc/passwd", "/etc/passwd"),
+            ("//admin", "/admin"),
+            ("/a//b///c/", "/a/b/c/"),
+            ("/.", "/"),
+            ("/..", "/"),
+            ("/a/.hidden/..x", "/a/.hidden/..x"),
+        ] {
+            assert_eq!(norm(from), to, "{from}");
+        }
+    }
+
+    #[test]
+    fn escapes() {
+        for (from, to) in [
+            ("/%61dmin", "/admin"),
+            ("/%2e%2e/admin", "/admin"),
+            ("/api/%2E%2E/%2e/admin", "/admin"),
+            ("/a%2fb", "/a%2Fb"),
+            ("/caf%c3%a9", "/caf%C3%A9"),
+            ("/%7euser", "/~user"),
+            ("/a%20b", "/a%20b"),
+        ] {
+            assert_eq!(norm(from), to, "{from}");
+        }
+        for bad in ["/%", "/%4", "/%zz", "/a%g1", "/%00", "/%+1"] {
+            assert!(norm(bad).starts_with("error:"), "{bad}: {}", norm(bad));
+        }
+    }
+
+    #[test]
+    fn normalising_twice_changes_nothing() {
+        for p in ["/a/../b/%2e/c//d/", "/%61%2F..", "/x/%2e%2e%2f"] {
+            let once = norm(p);
+            assert_eq!(norm(&once), once, "{p}");
+        }
+    }
+}
