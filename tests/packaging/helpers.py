@@ -38,6 +38,7 @@ MATRIX: dict[str, str | None] = {
     "autoscaling": "autoscaling-values.yaml",
     "namespaced-syncer": "namespaced-syncer-values.yaml",
     "minimal": "minimal-values.yaml",
+    "redis-users": "redis-users-values.yaml",
 }
 
 # Objects whose content is random at each render (generated passwords and
@@ -126,7 +127,8 @@ DEPLOY_HEADER = """\
 # `scripts/check-packaging --update` (release "hipache", namespace "hipache").
 # Do not edit: change the chart, then regenerate; CI fails when this file
 # and a fresh render differ. Left out (random at each render): the generated
-# Redis password Secret; create it first (README.md, "Install with kubectl").
+# Secret of the Redis users' passwords; create it first (README.md, "With
+# kubectl").
 """
 
 

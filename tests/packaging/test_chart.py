@@ -269,19 +269,32 @@ def test_redis_password_comes_from_a_secret_never_the_spec():
     d = render(None)
     secret = one(d, "Secret", "hipache-redis")
     assert secret["metadata"]["annotations"]["hipache.io/generated"] == "true"
-    for name, cname, var, pw in (("hipache", "hipache", "HIPACHE_DRIVER", "HIPACHE_REDIS_PASSWORD"),
-                                 ("hipache-syncer", "hipache-syncer", "HIPACHE_SYNCER_REDIS_URL",
-                                  "HIPACHE_SYNCER_REDIS_PASSWORD")):
+    assert sorted(secret["data"]) == ["admin-password", "proxy-password", "syncer-password"]
+    for name, cname, var, pw, user in (("hipache", "hipache", "HIPACHE_DRIVER", "HIPACHE_REDIS_PASSWORD", "proxy"),
+                                       ("hipache-syncer", "hipache-syncer", "HIPACHE_SYNCER_REDIS_URL",
+                                        "HIPACHE_SYNCER_REDIS_PASSWORD", "syncer")):
         env = env_of(container(one(d, "Deployment", name), cname))
-        assert env[pw]["valueFrom"]["secretKeyRef"] == {"name": "hipache-redis", "key": "redis-password"}
+        # Each binary logs in as its own ACL user (test_redis_acl.py).
+        assert env[pw]["valueFrom"]["secretKeyRef"] == {"name": "hipache-redis", "key": f"{user}-password"}
         # The password is never in the URL, so it needs no escaping.
-        assert env[var]["value"] == "redis://hipache-redis.hipache.svc:6379/0"
+        assert env[var]["value"] == f"redis://{user}:@hipache-redis.hipache.svc:6379/0"
+    redis_env = env_of(container(one(d, "StatefulSet", "hipache-redis"), "redis"))
+    assert redis_env["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"] == {"name": "hipache-redis", "key": "admin-password"}
 
     e = render(MATRIX["external-redis"])
     assert not find(e, "StatefulSet") and not find(e, "Secret")
     env = env_of(container(one(e, "Deployment", "hipache"), "hipache"))
     assert env["HIPACHE_DRIVER"]["value"] == "rediss://hipache:@redis.example.internal:6380/2#tenant1"
     assert env["HIPACHE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "redis-credentials", "key": "password"}
+    # Separate users for the proxy and the syncer, each from its own Secret.
+    e = render(MATRIX["external-redis"], ("redis.external.syncer.username=hipache-syncer",
+                                          "redis.external.syncer.existingSecret=syncer-credentials"))
+    env = env_of(container(one(e, "Deployment", "hipache"), "hipache"))
+    assert env["HIPACHE_DRIVER"]["value"] == "rediss://hipache:@redis.example.internal:6380/2#tenant1"
+    env = env_of(container(one(e, "Deployment", "hipache-syncer"), "hipache-syncer"))
+    assert env["HIPACHE_SYNCER_REDIS_URL"]["value"] == "rediss://hipache-syncer:@redis.example.internal:6380/2#tenant1"
+    assert env["HIPACHE_SYNCER_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "syncer-credentials",
+                                                                                  "key": "password"}
 
     m = render(MATRIX["minimal"])
     env = env_of(container(one(m, "Deployment", "hipache"), "hipache"))
@@ -325,6 +338,15 @@ WRONG_VALUES = [
     (["redis.mode=external"], "/redis/external"),
     (["redis.mode=external", "redis.external.url=redis://:secret@redis:6379"], "/redis/external/url"),
     (["redis.persistence.size=lots"], "/redis/persistence/size"),
+    (["redis.auth.tenants[0].name=acme"], "/redis/auth/tenants/0"),
+    (["redis.auth.tenants[0].name=proxy", "redis.auth.tenants[0].hosts={proxy.example}",
+      "redis.auth.tenants[0].existingSecret=s"], "redis.auth.tenants"),
+    (["redis.auth.tenants[0].name=a b", "redis.auth.tenants[0].hosts={a.example}",
+      "redis.auth.tenants[0].existingSecret=s"], "/redis/auth/tenants/0/name"),
+    (["redis.auth.passwordKeys.proxy="], "/redis/auth/passwordKeys/proxy"),
+    (["redis.auth.enabled=false", "redis.auth.tenants[0].name=acme", "redis.auth.tenants[0].hosts={acme.example}",
+      "redis.auth.tenants[0].existingSecret=s"], "redis.auth.tenants needs redis.auth.enabled"),
+    (["redis.external.proxy.username=a:b"], "/redis/external/proxy/username"),
     (["metrics.prometheusRule.errorRatioThreshold=2"], "/metrics/prometheusRule/errorRatioThreshold"),
     (["networkPolicy.enabled=yes"], "/networkPolicy/enabled"),
 ]

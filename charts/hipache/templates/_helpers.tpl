@@ -72,66 +72,181 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .Values.syncer.image.repository (default .Chart.AppVersion .Values.syncer.image.tag) -}}
 {{- end -}}
 
-{{/* The Secret and key holding the Redis password; empty name: none. */}}
-{{- define "hipache.redisSecretName" -}}
-{{- if eq .Values.redis.mode "external" -}}
-{{- .Values.redis.external.existingSecret -}}
-{{- else if .Values.redis.auth.enabled -}}
-{{- default (include "hipache.redisName" .) .Values.redis.auth.existingSecret -}}
+{{/*
+The Redis credentials of one binary (`.role`: "proxy" or "syncer"), as YAML
+with `user`, `secret` and `key` (`secret` empty: no password). Internal
+mode: the role's own ACL user and its key in the users' Secret. External
+mode: the role's values, else the shared ones.
+*/}}
+{{- define "hipache.redisAuth" -}}
+{{- $v := .root.Values.redis -}}
+{{- if eq $v.mode "external" -}}
+{{- $own := index $v.external .role -}}
+user: {{ default $v.external.username $own.username | quote }}
+secret: {{ default $v.external.existingSecret $own.existingSecret | quote }}
+key: {{ default $v.external.existingSecretPasswordKey $own.existingSecretPasswordKey | quote }}
+{{- else if $v.auth.enabled -}}
+user: {{ .role | quote }}
+secret: {{ include "hipache.redisUsersSecret" .root | quote }}
+key: {{ index $v.auth.passwordKeys .role | quote }}
+{{- else -}}
+user: ""
+secret: ""
+key: ""
 {{- end -}}
 {{- end -}}
 
-{{- define "hipache.redisSecretKey" -}}
-{{- if eq .Values.redis.mode "external" -}}
-{{- .Values.redis.external.existingSecretPasswordKey -}}
-{{- else -}}
-{{- .Values.redis.auth.existingSecretPasswordKey -}}
-{{- end -}}
+{{/* The Secret holding the internal Redis users' passwords. */}}
+{{- define "hipache.redisUsersSecret" -}}
+{{- default (include "hipache.redisName" .) .Values.redis.auth.existingSecret -}}
 {{- end -}}
 
 {{/*
-The Redis URL given to both binaries, without the password: that goes in
-its own variable (HIPACHE_REDIS_PASSWORD, HIPACHE_SYNCER_REDIS_PASSWORD)
-straight from the Secret, so it never appears in the pod spec and needs no
-URL escaping. An ACL username stays in the URL (`user:@`).
+The Redis URL given to one binary (`.role`), without the password: that
+goes in its own variable (HIPACHE_REDIS_PASSWORD,
+HIPACHE_SYNCER_REDIS_PASSWORD) straight from the Secret, so it never
+appears in the pod spec and needs no URL escaping. The ACL user name stays
+in the URL (`user:@`).
 */}}
 {{- define "hipache.redisURL" -}}
+{{- $root := .root -}}
+{{- $a := include "hipache.redisAuth" . | fromYaml -}}
 {{- $auth := "" -}}
-{{- if include "hipache.redisSecretName" . -}}
-{{- $user := "" -}}
-{{- if eq .Values.redis.mode "external" -}}{{- $user = .Values.redis.external.username -}}{{- end -}}
-{{- if $user -}}{{- $auth = printf "%s:@" $user -}}{{- end -}}
-{{- end -}}
+{{- if and $a.secret $a.user -}}{{- $auth = printf "%s:@" $a.user -}}{{- end -}}
 {{- $url := "" -}}
-{{- if eq .Values.redis.mode "external" -}}
-{{- if not .Values.redis.external.url -}}
+{{- if eq $root.Values.redis.mode "external" -}}
+{{- if not $root.Values.redis.external.url -}}
 {{- fail "redis.external.url is required when redis.mode is external" -}}
 {{- end -}}
-{{- if regexMatch "^rediss?://[^/]*@" .Values.redis.external.url -}}
+{{- if regexMatch "^rediss?://[^/]*@" $root.Values.redis.external.url -}}
 {{- fail "redis.external.url must not hold a user or password: use redis.external.username and redis.external.existingSecret" -}}
 {{- end -}}
-{{- $url = regexReplaceAll "^(rediss?://)" .Values.redis.external.url (printf "${1}%s" $auth) -}}
+{{- $url = regexReplaceAll "^(rediss?://)" $root.Values.redis.external.url (printf "${1}%s" $auth) -}}
 {{- else -}}
-{{- $url = printf "redis://%s%s.%s.svc:%d/%d" $auth (include "hipache.redisName" .) .Release.Namespace (int .Values.redis.service.port) (int .Values.redis.database) -}}
+{{- $url = printf "redis://%s%s.%s.svc:%d/%d" $auth (include "hipache.redisName" $root) $root.Release.Namespace (int $root.Values.redis.service.port) (int $root.Values.redis.database) -}}
 {{- end -}}
-{{- if .Values.redis.keyPrefix -}}
-{{- $url = printf "%s#%s" $url (urlquery .Values.redis.keyPrefix) -}}
+{{- if $root.Values.redis.keyPrefix -}}
+{{- $url = printf "%s#%s" $url (urlquery $root.Values.redis.keyPrefix) -}}
 {{- end -}}
 {{- $url -}}
 {{- end -}}
 
-{{/* Env entries: the URL variable named by `.name`, then the password
-variable named by `.password` from the Secret (when there is one). */}}
+{{/* Env entries of one binary (`.role`): the URL variable named by `.name`,
+then the password variable named by `.password` from the Secret (when there
+is one). */}}
 {{- define "hipache.redisEnv" -}}
-{{- $secret := include "hipache.redisSecretName" .root -}}
+{{- $a := include "hipache.redisAuth" . | fromYaml -}}
 - name: {{ .name }}
-  value: {{ include "hipache.redisURL" .root | quote }}
-{{- if $secret }}
+  value: {{ include "hipache.redisURL" . | quote }}
+{{- if $a.secret }}
 - name: {{ .password }}
   valueFrom:
     secretKeyRef:
-      name: {{ $secret }}
-      key: {{ include "hipache.redisSecretKey" .root }}
+      name: {{ $a.secret }}
+      key: {{ $a.key }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Redis ACL rules (docs/security.md, "Redis users"), without the user name
+and the password. Key patterns carry `redis.keyPrefix` made literal for a
+glob; the `dead` and `tls` channels and `hchecker_ping` are never prefixed.
+Every command a binary sends is listed: the code is the reference
+(proxy/src/routing, proxy/src/tls/redis.rs, syncer/src/store.rs,
+syncer/src/health.rs); tests/packaging/test_redis_acl.py runs them against a
+real Redis. AUTH and HELLO are always allowed by Redis.
+*/}}
+{{- define "hipache.aclPrefix" -}}
+{{- regexReplaceAll "([][*?\\\\])" .Values.redis.keyPrefix "\\${1}" -}}
+{{- end -}}
+
+{{/* The proxy: reads routes, dead marks, certificates and the health
+checker's ping; writes dead marks (SADD + EXPIRE + PUBLISH in MULTI);
+subscribes to `tls`; client tracking in `routeCache: tracking`. */}}
+{{- define "hipache.acl.proxy" -}}
+{{- $p := include "hipache.aclPrefix" . -}}
+reset on -@all +ping +select +client|setinfo +client|tracking +lrange +smembers +get +hmget +scan +multi +exec +sadd +expire +publish +subscribe +unsubscribe {{ printf "%%R~%sfrontend:*" $p }} {{ printf "~%sdead:*" $p }} {{ printf "%%R~%stls:*" $p }} %R~hchecker_ping resetchannels &dead &tls
+{{- end -}}
+
+{{/* The syncer: owned frontends and certificates (WATCH, read, MULTI …
+EXEC), resync and health-check SCANs, dead marks, `hchecker_ping`,
+certificate changes published on `tls`, dead events followed on `dead`. */}}
+{{- define "hipache.acl.syncer" -}}
+{{- $p := include "hipache.aclPrefix" . -}}
+reset on -@all +ping +select +client|setinfo +scan +lrange +hgetall +watch +unwatch +multi +exec +discard +del +rpush +hset +hmset +sadd +srem +expire +set +publish +subscribe +unsubscribe {{ printf "~%sfrontend:*" $p }} {{ printf "~%sdead:*" $p }} {{ printf "~%stls:*" $p }} %W~hchecker_ping resetchannels &dead &tls
+{{- end -}}
+
+{{/* What a redis-cli tenant does to its own frontends and dead marks:
+lists, sets, expiry, transactions. No key listing (KEYS and SCAN would show
+every tenant's hosts), no pub/sub. */}}
+{{- define "hipache.acl.tenantCommands" -}}
+-@all +ping +select +command|docs +multi +exec +discard +watch +unwatch +exists +type +del +expire +persist +ttl +lrange +llen +lindex +lpos +rpush +lpush +rpushx +lpushx +linsert +lset +lrem +ltrim +lpop +rpop +smembers +sismember +scard +sadd +srem
+{{- end -}}
+
+{{/* One tenant (`.tenant`: name, hosts). */}}
+{{- define "hipache.acl.tenant" -}}
+{{- $p := include "hipache.aclPrefix" .root -}}
+reset on {{ include "hipache.acl.tenantCommands" .root }}
+{{- range .tenant.hosts }} {{ printf "~%sfrontend:%s" $p . }} {{ printf "~%sdead:%s" $p . }}{{ end }} resetchannels
+{{- end -}}
+
+{{/* `default` during a migration from the shared password
+(`redis.auth.legacyPassword`): what tenants did before, on every host, but
+no `tls:` key and no administration. Else disabled. */}}
+{{- define "hipache.acl.default" -}}
+{{- $p := include "hipache.aclPrefix" . -}}
+{{- if .Values.redis.auth.legacyPassword -}}
+reset on {{ include "hipache.acl.tenantCommands" . }} +keys +scan +publish +subscribe +unsubscribe {{ printf "~%sfrontend:*" $p }} {{ printf "~%sdead:*" $p }} resetchannels &dead
+{{- else -}}
+reset off
+{{- end -}}
+{{- end -}}
+
+{{/* Operators: everything. */}}
+{{- define "hipache.acl.admin" -}}
+reset on ~* &* +@all
+{{- end -}}
+
+{{/*
+Data of the internal Redis ConfigMap: redis.conf, and with auth the ACL
+users without their passwords (users.acl: one `user <name> <rules>` line
+each). The container's start script (redis.yaml) appends each user's
+password as `#<sha256>` from the Secret files and writes the file Redis
+loads, so no password is in a ConfigMap, on a command line or in clear on
+disk.
+*/}}
+{{- define "hipache.redisConfigData" -}}
+{{- $r := .Values.redis -}}
+redis.conf: |
+  bind * -::*
+  port 6379
+  protected-mode no
+  dir /data
+  {{- if $r.persistence.enabled }}
+  appendonly yes
+  appendfsync everysec
+  {{- else }}
+  appendonly no
+  save ""
+  {{- end }}
+  {{- with $r.maxmemory }}
+  maxmemory {{ . }}
+  maxmemory-policy noeviction
+  {{- end }}
+  {{- if $r.auth.enabled }}
+  # ACL users (docs/security.md, "Redis users"), written at start.
+  aclfile /run/redis/users.acl
+  acl-pubsub-default resetchannels
+  {{- end }}
+{{- if $r.auth.enabled }}
+users.acl: |
+  user default {{ include "hipache.acl.default" . }}
+  user admin {{ include "hipache.acl.admin" . }}
+  user proxy {{ include "hipache.acl.proxy" . }}
+  user syncer {{ include "hipache.acl.syncer" . }}
+  {{- range $r.auth.tenants }}
+  user {{ .name }} {{ include "hipache.acl.tenant" (dict "root" $ "tenant" .) }}
+  {{- end }}
 {{- end }}
 {{- end -}}
 
