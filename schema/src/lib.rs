@@ -1,11 +1,13 @@
 //! The Hipache Redis schema: the contract between the proxy (which reads it
 //! on every request) and the syncer and redis-cli users (who write it).
 //!
-//! Nothing here does I/O. The proxy, the syncer and the tests all name keys,
-//! decode entries and format dead-mark messages through this crate, so the
-//! two sides cannot drift apart.
+//! Nothing here does I/O. The proxy, the syncer and the tests all parse the
+//! driver URL, name keys, decode entries and format dead-mark messages
+//! through this crate, so the two sides cannot drift apart.
 //!
 //! # Layout
+//! - [`driver`]: the Redis driver URL (`redis://…#prefix`): server,
+//!   credentials, database and key prefix; its censored form for logs.
 //! - [`host`]: request host normalisation and the candidate frontend keys
 //!   (exact, wildcards, catch-all) in lookup order.
 //! - [`keys`]: key and channel names, with the driver's key prefix.
@@ -18,6 +20,7 @@
 
 pub mod backend;
 pub mod dead;
+pub mod driver;
 pub mod entry;
 pub mod host;
 pub mod keys;
@@ -25,6 +28,7 @@ pub mod path;
 pub mod routes_file;
 
 pub use backend::{BackendUrl, Scheme};
+pub use driver::{RedisUrl, RedisUrlError};
 pub use entry::{BackendEntry, Frontend};
 pub use host::{candidates, normalize_host, HostError};
 pub use keys::Keys;
