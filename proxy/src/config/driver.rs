@@ -1,5 +1,9 @@
 //! Driver URLs: `redis://[[user]:password@]host[:port][/db][#prefix]`,
 //! `rediss://` for TLS, and `file:<path>` for a YAML routes file.
+//!
+//! Redis URLs are parsed and censored by [`hipache_schema::driver`], the
+//! parser the syncer uses too, so both read the same prefix from the same
+//! text; this module adds the `file:` driver and read/write lists.
 
 use std::path::{Path, PathBuf};
 
@@ -22,8 +26,9 @@ pub fn parse_url(text: &str, base_dir: Option<&Path>) -> Result<DriverUrl, Strin
         ));
     };
     match scheme.to_ascii_lowercase().as_str() {
-        "redis" => parse_redis(rest, false).map(DriverUrl::Redis),
-        "rediss" => parse_redis(rest, true).map(DriverUrl::Redis),
+        "redis" | "rediss" => hipache_schema::RedisUrl::parse(text)
+            .map(|url| DriverUrl::Redis(url.into()))
+            .map_err(|e| e.to_string()),
         "file" => parse_file(rest, base_dir).map(DriverUrl::File),
         "etcd" | "etcds" | "memcached" | "zookeeper" => Err(format!(
             "the {scheme} driver of Hipache is not supported: use redis://, rediss:// or file:<path>"
@@ -55,123 +60,6 @@ fn parse_file(rest: &str, base_dir: Option<&Path>) -> Result<PathBuf, String> {
         Some(base) if path.is_relative() => base.join(path),
         _ => path,
     })
-}
-
-fn parse_redis(rest: &str, tls: bool) -> Result<RedisUrl, String> {
-    let mut url = RedisUrl {
-        tls,
-        ..super::build::default_redis()
-    };
-    // Hipache accepted `redis:` with everything defaulted.
-    let rest = match rest.strip_prefix("//") {
-        Some(r) => r,
-        None if rest.is_empty() => return Ok(url),
-        None => return Err("expected redis://... after the scheme".to_owned()),
-    };
-    let (rest, prefix) = match rest.split_once('#') {
-        Some((r, p)) => (r, Some(p)),
-        None => (rest, None),
-    };
-    if let Some(p) = prefix {
-        url.prefix = percent_decode(p).ok_or("the #prefix has a bad %-escape")?;
-    }
-    if rest.contains('?') {
-        return Err(
-            "query parameters are not supported: give the database as /db \
-             and the password as :password@"
-                .to_owned(),
-        );
-    }
-    let (authority, path) = match rest.split_once('/') {
-        Some((a, p)) => (a, p),
-        None => (rest, ""),
-    };
-    if !path.is_empty() {
-        url.db = match path.parse::<i64>() {
-            Ok(db) if db >= 0 => db,
-            _ => return Err(format!("database {path:?} is not a number >= 0")),
-        };
-    }
-    let hostport = match authority.rsplit_once('@') {
-        Some((userinfo, hostport)) => {
-            // Hipache took the password as what follows the last ':' of the
-            // user info, or the whole user info without one.
-            let (user, password) = match userinfo.split_once(':') {
-                Some((u, p)) => (u, p),
-                None => ("", userinfo),
-            };
-            let user = percent_decode(user).ok_or("the user name has a bad %-escape")?;
-            let password = percent_decode(password).ok_or("the password has a bad %-escape")?;
-            url.username = (!user.is_empty()).then_some(user);
-            url.password = (!password.is_empty()).then_some(password);
-            hostport
-        }
-        None => authority,
-    };
-    let (host, port) = split_host_port(hostport)?;
-    if let Some(host) = host {
-        url.host = host;
-    }
-    if let Some(port) = port {
-        url.port = port;
-    }
-    Ok(url)
-}
-
-/// `host`, `host:port`, `[v6]`, `[v6]:port`, `:port` or nothing.
-fn split_host_port(text: &str) -> Result<(Option<String>, Option<u16>), String> {
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let Some((h, after)) = rest.split_once(']') else {
-            return Err(format!("{text:?}: missing ']' after an IPv6 address"));
-        };
-        if h.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(format!("{h:?} is not an IPv6 address"));
-        }
-        match after {
-            "" => (h, None),
-            _ => match after.strip_prefix(':') {
-                Some(p) => (h, Some(p)),
-                None => return Err(format!("{text:?}: expected ':port' after ']'")),
-            },
-        }
-    } else {
-        match text.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (text, None),
-        }
-    };
-    if host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
-        return Err(format!("{host:?} is not a host name"));
-    }
-    let port = match port {
-        None | Some("") => None,
-        Some(p) => match p.parse::<u16>() {
-            Ok(p) if p > 0 => Some(p),
-            _ => return Err(format!("port {p:?} is not a number between 1 and 65535")),
-        },
-    };
-    Ok(((!host.is_empty()).then(|| host.to_owned()), port))
-}
-
-/// Decodes `%XX` escapes; `None` on a malformed escape or non-UTF-8 result.
-fn percent_decode(text: &str) -> Option<String> {
-    if !text.contains('%') {
-        return Some(text.to_owned());
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Builds the driver from a list of URLs: one URL, or a Redis list whose
@@ -212,26 +100,58 @@ pub fn from_urls(urls: Vec<DriverUrl>) -> Result<Driver, (Option<usize>, String)
     Ok(Driver::Redis { read, write })
 }
 
-/// `RedisUrl::censored`: the password replaced by `***`.
+/// `RedisUrl::censored`: the schema crate's censored form.
 pub(super) fn censor(url: &RedisUrl) -> String {
-    let scheme = if url.tls { "rediss" } else { "redis" };
-    let auth = match (&url.username, &url.password) {
-        (None, None) => String::new(),
-        (Some(u), None) => format!("{u}@"),
-        (None, Some(_)) => ":***@".to_owned(),
-        (Some(u), Some(_)) => format!("{u}:***@"),
-    };
-    let host = if url.host.contains(':') {
-        format!("[{}]", url.host)
-    } else {
-        url.host.clone()
-    };
-    let prefix = if url.prefix.is_empty() {
-        String::new()
-    } else {
-        format!("#{}", url.prefix)
-    };
-    format!("{scheme}://{auth}{host}:{}/{}{prefix}", url.port, url.db)
+    hipache_schema::RedisUrl::from(url).censored()
+}
+
+// The proxy's `RedisUrl` and the schema's have the same parts; these
+// conversions name every field, so a part added to one side does not
+// compile until it is carried across.
+impl From<hipache_schema::RedisUrl> for RedisUrl {
+    fn from(url: hipache_schema::RedisUrl) -> Self {
+        let hipache_schema::RedisUrl {
+            tls,
+            host,
+            port,
+            db,
+            username,
+            password,
+            prefix,
+        } = url;
+        Self {
+            tls,
+            host,
+            port,
+            db,
+            username,
+            password,
+            prefix,
+        }
+    }
+}
+
+impl From<&RedisUrl> for hipache_schema::RedisUrl {
+    fn from(url: &RedisUrl) -> Self {
+        let RedisUrl {
+            tls,
+            host,
+            port,
+            db,
+            username,
+            password,
+            prefix,
+        } = url.clone();
+        Self {
+            tls,
+            host,
+            port,
+            db,
+            username,
+            password,
+            prefix,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -315,6 +235,24 @@ mod tests {
         ] {
             assert!(parse_url(text, None).is_err(), "{text} should fail");
         }
+    }
+
+    #[test]
+    fn schema_defaults_are_the_proxys() {
+        assert_eq!(
+            RedisUrl::from(hipache_schema::RedisUrl::default()),
+            super::super::build::default_redis()
+        );
+        assert_eq!(redis("redis:"), super::super::build::default_redis());
+    }
+
+    #[test]
+    fn escaped_prefix_is_decoded() {
+        // What the chart writes for `redis.keyPrefix: "hipache:"`.
+        assert_eq!(
+            redis("redis://127.0.0.1:6379#hipache%3A").prefix,
+            "hipache:"
+        );
     }
 
     #[test]
