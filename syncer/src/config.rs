@@ -1,10 +1,20 @@
 //! Command-line flags (each with a `HIPACHE_SYNCER_…` environment variable)
 //! and the validated [`Config`] the library runs on.
+//!
+//! `--redis-url` is parsed by [`hipache_schema::driver`], the parser of the
+//! proxy's driver URL, so the key prefix (`#hipache%3A` is `hipache:`) and
+//! the credentials mean what they mean to the proxy. The Redis client is
+//! given [`RedisUrl::server_url`], checked here to read back as the same
+//! server, database and credentials (a URL rather than a
+//! `redis::ConnectionInfo` because the store and the health checker open
+//! connections from a URL, as their tests do).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use hipache_schema::RedisUrl;
+use redis::{ConnectionAddr, IntoConnectionInfo};
 use thiserror::Error;
 
 /// Controller string of our IngressClass (`spec.controller`). The
@@ -54,13 +64,15 @@ pub enum BackendMode {
     about = "Kubernetes Ingress to Hipache Redis syncer"
 )]
 pub struct Args {
-    /// Validate the flags and environment, say so, and exit (nothing is
+    /// Validate the flags and environment, say so with the Redis target
+    /// (password censored) and key prefix, and exit (nothing is
     /// contacted): for charts and deployment checks.
     #[arg(long, env = "HIPACHE_SYNCER_CHECK_CONFIG")]
     pub check_config: bool,
 
-    /// Redis URL: redis://[:password@]host[:port][/db][#prefix]; the
-    /// fragment is the key prefix, as in the proxy's driver URL.
+    /// Redis URL: redis://[[user]:password@]host[:port][/db][#prefix]
+    /// (rediss:// for TLS), read as the proxy reads its driver URL: the
+    /// fragment is the key prefix, percent-decoded.
     #[arg(
         long,
         env = "HIPACHE_SYNCER_REDIS_URL",
@@ -225,9 +237,12 @@ pub struct LeaseConfig {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The Redis URL without its `#prefix` fragment.
+    /// The Redis server, credentials and key prefix of `--redis-url`, with
+    /// `--redis-password` applied. Logs show `redis.censored()`.
+    pub redis: RedisUrl,
+    /// `redis.server_url()`: the URL the Redis client opens (no `#prefix`).
     pub redis_url: String,
-    /// Key prefix (the URL's fragment).
+    /// Key prefix: `redis.prefix`, the URL's `#prefix` percent-decoded.
     pub redis_prefix: String,
     pub controller: String,
     pub ingress_class: String,
@@ -248,8 +263,9 @@ pub struct Config {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("--redis-url {0:?}: {1}")]
-    RedisUrl(String, String),
+    /// Never the URL itself: it may hold a password.
+    #[error("--redis-url: {0}")]
+    RedisUrl(String),
     #[error("--publish-service {0:?}: expected namespace/name")]
     PublishService(String),
     #[error("--publish-service and --publish-address are exclusive")]
@@ -271,50 +287,64 @@ pub enum ConfigError {
 #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
-/// Splits `redis://…#prefix` into the URL the client opens and the prefix.
-pub fn split_redis_url(url: &str) -> Result<(String, String), String> {
-    let url = url.trim();
-    let (base, prefix) = match url.split_once('#') {
-        Some((b, p)) => (b, p.to_owned()),
-        None => (url, String::new()),
-    };
-    if !(base.starts_with("redis://")
-        || base.starts_with("rediss://")
-        || base.starts_with("unix://"))
-    {
-        return Err("expected redis://, rediss:// or unix://".to_owned());
+/// Parses `--redis-url` and applies `--redis-password` (an empty one means
+/// none, as an empty password in the URL does).
+pub fn redis_target(url: &str, password: Option<&str>) -> Result<RedisUrl, String> {
+    let mut redis = RedisUrl::parse(url).map_err(|e| e.to_string())?;
+    if let Some(pw) = password {
+        redis.password = (!pw.is_empty()).then(|| pw.to_owned());
     }
-    redis::Client::open(base).map_err(|e| e.to_string())?;
-    Ok((base.to_owned(), prefix))
+    check_client_reading(&redis)?;
+    Ok(redis)
 }
 
-/// The Redis URL with its password replaced (percent-encoded as needed).
-fn with_password(url: &str, password: &str) -> Result<String, String> {
-    let mut parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
-    parsed
-        .set_password(Some(password))
-        .map_err(|()| "this URL cannot carry a password".to_owned())?;
-    Ok(parsed.to_string())
+/// The Redis client parses [`RedisUrl::server_url`] again (with a general
+/// URL parser): refuses a URL it would read as another server, database or
+/// credentials (a host it would escape or refuse), so the difference shows
+/// at startup and in `--check-config`, not as a connection to elsewhere.
+fn check_client_reading(redis: &RedisUrl) -> Result<(), String> {
+    let target = redis.censored();
+    let info = redis
+        .server_url()
+        .into_connection_info()
+        .map_err(|e| format!("{target}: {e}"))?;
+    let addr = if redis.tls {
+        ConnectionAddr::TcpTls {
+            host: redis.host.clone(),
+            port: redis.port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(redis.host.clone(), redis.port)
+    };
+    let settings = info.redis_settings();
+    if *info.addr() != addr {
+        return Err(format!(
+            "{target}: the Redis client would connect to {} instead",
+            info.addr()
+        ));
+    }
+    if settings.db() != redis.db
+        || settings.username() != redis.username.as_deref()
+        || settings.password() != redis.password.as_deref()
+    {
+        return Err(format!(
+            "{target}: the Redis client would read another database or credentials"
+        ));
+    }
+    Ok(())
 }
 
 impl Args {
     /// Validates the flags into a [`Config`], reporting every problem.
     pub fn into_config(self) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
-        let (redis_url, redis_prefix) = match split_redis_url(&self.redis_url) {
-            Ok((url, prefix)) => match &self.redis_password {
-                Some(pw) => match with_password(&url, pw) {
-                    Ok(url) => (url, prefix),
-                    Err(e) => {
-                        errors.push(ConfigError::RedisUrl(self.redis_url.clone(), e));
-                        (String::new(), String::new())
-                    }
-                },
-                None => (url, prefix),
-            },
+        let redis = match redis_target(&self.redis_url, self.redis_password.as_deref()) {
+            Ok(redis) => redis,
             Err(e) => {
-                errors.push(ConfigError::RedisUrl(self.redis_url.clone(), e));
-                (String::new(), String::new())
+                errors.push(ConfigError::RedisUrl(e));
+                RedisUrl::default()
             }
         };
         let publish = match (&self.publish_service, self.publish_address.is_empty()) {
@@ -421,8 +451,9 @@ impl Args {
             concurrency: DEFAULT_HEALTH_CONCURRENCY,
         });
         Ok(Config {
-            redis_url,
-            redis_prefix,
+            redis_url: redis.server_url(),
+            redis_prefix: redis.prefix.clone(),
+            redis,
             controller: self.controller,
             ingress_class: self.ingress_class,
             namespace: self.namespace.filter(|n| !n.is_empty()),
@@ -508,6 +539,180 @@ mod tests {
             }
         );
         assert!(c.lease.is_none() && c.admin_address.is_none());
+    }
+
+    #[test]
+    fn prefix_is_percent_decoded_as_the_proxy_does() {
+        // The chart's URL for `redis.keyPrefix: "hipache:"`.
+        let c = parse_from(["x", "--redis-url", "redis://127.0.0.1:6379#hipache%3A"]).unwrap();
+        assert_eq!(c.redis_prefix, "hipache:");
+        assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
+        let proxy = hipache::config::driver::parse_url("redis://127.0.0.1:6379#hipache%3A", None);
+        let Ok(hipache::config::driver::DriverUrl::Redis(proxy)) = proxy else {
+            panic!("the proxy refused it: {proxy:?}")
+        };
+        assert_eq!(proxy.prefix, c.redis_prefix);
+    }
+
+    #[test]
+    fn hipache_forms_and_escapes_reach_the_client() {
+        for (url, password, user, want_password, db) in [
+            // Hipache: user info without ':' is the password.
+            ("redis://secret@h:6380/3", None, None, Some("secret"), 3),
+            (
+                "redis://bob:s%40cr%3At@h",
+                None,
+                Some("bob"),
+                Some("s@cr:t"),
+                0,
+            ),
+            // The chart's form: the ACL user in the URL, the password apart.
+            (
+                "redis://bob:@h/1",
+                Some("p%40ss w/rd#1"),
+                Some("bob"),
+                Some("p%40ss w/rd#1"),
+                1,
+            ),
+            ("redis://:old@h", Some(""), None, None, 0),
+            ("redis:", None, None, None, 0),
+        ] {
+            let mut args = vec!["x", "--redis-url", url];
+            if let Some(pw) = password {
+                args.extend(["--redis-password", pw]);
+            }
+            let c = parse_from(args).unwrap();
+            let info = c.redis_url.as_str().into_connection_info().unwrap();
+            let settings = info.redis_settings();
+            assert_eq!(settings.username(), user, "{url}");
+            assert_eq!(settings.password(), want_password, "{url}");
+            assert_eq!(settings.db(), db, "{url}");
+        }
+    }
+
+    #[test]
+    fn ipv6_and_tls_targets() {
+        let c = parse_from(["x", "--redis-url", "rediss://[::1]:6390/2#p"]).unwrap();
+        assert_eq!(c.redis_url, "rediss://[::1]:6390/2");
+        let info = c.redis_url.as_str().into_connection_info().unwrap();
+        assert!(
+            matches!(info.addr(), ConnectionAddr::TcpTls { host, port: 6390, .. } if host == "::1")
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_refused_without_showing_the_password() {
+        for url in [
+            "redis://:hunter2@h:99999",
+            "redis://:hunter2@h?db=1",
+            "redis://:hunter2@h/x",
+            "redis://:hunter2@0.0.0.0",
+            "redis://:hunter2@ré",
+            "unix:///run/redis.sock",
+            "http://:hunter2@h",
+        ] {
+            let err = parse_from(["x", "--redis-url", url]).unwrap_err();
+            assert!(err.contains("--redis-url"), "{url}: {err}");
+            assert!(!err.contains("hunter2"), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn censored_target_hides_the_password_override() {
+        let c = parse_from([
+            "x",
+            "--redis-url",
+            "redis://bob:@10.0.0.1/2#hipache%3A",
+            "--redis-password",
+            "hunter2",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.redis.censored(),
+            "redis://bob:***@10.0.0.1:6379/2#hipache:"
+        );
+        assert!(!format!("{:?}", c.redis).contains("hunter2"));
+    }
+
+    mod client_reading {
+        use super::*;
+        use proptest::prelude::*;
+        use std::net::Ipv6Addr;
+
+        fn host() -> impl Strategy<Value = (String, String)> {
+            // (as written in the URL, as the client should see it)
+            prop_oneof![
+                "[a-z0-9]([a-z0-9_-]{0,20}[a-z0-9])?(\\.[a-z0-9-]{1,10}){0,3}"
+                    .prop_map(|h| (h.clone(), h)),
+                any::<[u8; 4]>()
+                    .prop_filter("not a wildcard", |o| *o != [0; 4])
+                    .prop_map(|o| {
+                        let ip = std::net::Ipv4Addr::from(o).to_string();
+                        (ip.clone(), ip)
+                    }),
+                (any::<u128>(), any::<bool>())
+                    .prop_filter("not a wildcard", |(b, _)| *b != 0)
+                    .prop_map(|(b, full)| {
+                        let ip = Ipv6Addr::from(b);
+                        let written = if full {
+                            ip.segments().map(|s| format!("{s:X}")).join(":")
+                        } else {
+                            ip.to_string()
+                        };
+                        (format!("[{written}]"), ip.to_string())
+                    }),
+            ]
+        }
+
+        fn escape(text: &str) -> String {
+            text.bytes().map(|b| format!("%{b:02X}")).collect()
+        }
+
+        proptest! {
+            /// Whatever the URL's parts, the Redis client is handed a URL
+            /// it reads back as the same server, database and credentials,
+            /// with the prefix decoded as the proxy decodes it.
+            #[test]
+            fn the_client_reads_the_parsed_parts(
+                tls in any::<bool>(),
+                (written, host) in host(),
+                port in 1..=u16::MAX,
+                db in 0..=i64::MAX,
+                user in proptest::option::of(".{1,12}"),
+                password in proptest::option::of(".{1,12}"),
+                override_password in proptest::option::of(".{1,12}"),
+                prefix in ".{0,12}",
+            ) {
+                let auth = match (&user, &password) {
+                    (None, None) => String::new(),
+                    (u, p) => format!(
+                        "{}:{}@",
+                        u.as_deref().map(escape).unwrap_or_default(),
+                        p.as_deref().map(escape).unwrap_or_default()
+                    ),
+                };
+                let scheme = if tls { "rediss" } else { "redis" };
+                let url = format!("{scheme}://{auth}{written}:{port}/{db}#{}", escape(&prefix));
+                let mut args = vec!["x".to_owned(), "--redis-url".to_owned(), url.clone()];
+                if let Some(pw) = &override_password {
+                    args.push(format!("--redis-password={pw}"));
+                }
+                let c = parse_from(args).map_err(|e| TestCaseError::fail(format!("{url}: {e}")))?;
+                prop_assert_eq!(&c.redis_prefix, &prefix);
+                let info = c.redis_url.as_str().into_connection_info().unwrap();
+                let want = if tls {
+                    ConnectionAddr::TcpTls { host, port, insecure: false, tls_params: None }
+                } else {
+                    ConnectionAddr::Tcp(host, port)
+                };
+                prop_assert_eq!(info.addr(), &want);
+                let settings = info.redis_settings();
+                let want_password = override_password.or(password);
+                prop_assert_eq!(settings.db(), db);
+                prop_assert_eq!(settings.username(), user.as_deref());
+                prop_assert_eq!(settings.password(), want_password.as_deref());
+            }
+        }
     }
 
     #[test]

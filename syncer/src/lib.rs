@@ -56,6 +56,11 @@ pub async fn run_with_client(
     client: kube::Client,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    tracing::info!(
+        redis = %config.redis.censored(),
+        prefix = ?config.redis_prefix,
+        "redis target"
+    );
     let mut tasks = tokio::task::JoinSet::new();
     let metrics = metrics::Metrics::new();
     let ready = Arc::new(metrics::Readiness::default());

@@ -10,6 +10,8 @@ async fn main() -> anyhow::Result<()> {
     let config = args.into_config()?;
     if check_only {
         println!("hipache-syncer: configuration is valid");
+        println!("redis: {}", config.redis.censored());
+        println!("key prefix: {:?}", config.redis_prefix);
         return Ok(());
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
