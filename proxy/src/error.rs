@@ -37,6 +37,10 @@ pub enum ProxyError {
     UriTooLong,
     #[error("request rejected: {0}")]
     BadRequest(&'static str),
+    #[error("unsupported WebSocket version")]
+    WebSocketVersion,
+    #[error("transfer coding other than one chunked")]
+    TransferCoding,
 }
 
 impl ProxyError {
@@ -56,6 +60,8 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ProxyError::WebSocketVersion => StatusCode::UPGRADE_REQUIRED,
+            ProxyError::TransferCoding => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -103,6 +109,8 @@ impl ProxyError {
             ProxyError::BodyTooLarge => "body too large",
             ProxyError::UriTooLong => "URI too long",
             ProxyError::BadRequest(why) => why,
+            ProxyError::WebSocketVersion => "unsupported WebSocket version",
+            ProxyError::TransferCoding => "unsupported transfer coding",
         }
     }
 }

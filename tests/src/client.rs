@@ -300,6 +300,27 @@ pub async fn raw_within(addr: SocketAddr, bytes: &[u8], deadline: Duration) -> S
     String::from_utf8_lossy(&seen).into_owned()
 }
 
+/// Sends raw bytes on a new connection and returns (everything the proxy
+/// answered, whether it closed the connection afterwards): reads until the
+/// close or until 3 s pass in silence.
+pub async fn raw_and_closed(addr: SocketAddr, bytes: &[u8]) -> (String, bool) {
+    let mut s = TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the proxy at {addr}: {e}"));
+    // The proxy may answer and close before it has read everything.
+    let _ = s.write_all(bytes).await;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    (String::from_utf8_lossy(&seen).into_owned(), closed)
+}
+
 /// The status code of a raw response (`HTTP/1.1 400 Bad Request...`).
 pub fn raw_status(response: &str) -> Option<u16> {
     response.split_whitespace().nth(1)?.parse().ok()

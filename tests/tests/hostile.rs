@@ -2,32 +2,14 @@
 //! hosts, malformed Redis entries. Each is answered (or refused) without
 //! reaching a backend ambiguously, and the proxy keeps serving.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use hipache_tests::backend::Backend;
-use hipache_tests::client::{get, raw_status, raw_within};
+use hipache_tests::client::{get, raw_and_closed, raw_status, raw_within};
 use hipache_tests::setup;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Sends raw bytes and returns (the answer, whether the proxy closed the
-/// connection afterwards).
-async fn raw_and_closed(addr: SocketAddr, bytes: &[u8]) -> (String, bool) {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(bytes).await.expect("write");
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    let closed = loop {
-        match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break true,
-            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
-            Err(_) => break false,
-        }
-    };
-    (String::from_utf8_lossy(&seen).into_owned(), closed)
-}
 
 async fn smuggling_case(name: &str, request: &str) {
     let (redis, proxy) = setup(json!({})).await;

@@ -26,6 +26,10 @@ pub fn routing_host<B>(req: &Request<B>) -> Result<&str, ProxyError> {
     let Some(authority) = req.uri().authority() else {
         return host_text(host.ok_or(ProxyError::NoHost)?);
     };
+    // Authority form (`GET host:80`) is CONNECT's alone (§3.2.3).
+    if req.uri().scheme().is_none() {
+        return Err(ProxyError::BadRequest("authority-form target"));
+    }
     if req.version() == Version::HTTP_2 {
         if let Some(host) = host {
             let same = hipache_schema::normalize_host(host_text(host)?)

@@ -90,6 +90,24 @@ fn is_spoofable(name: &HeaderName) -> bool {
     name.starts_with("x-forwarded-") || name.starts_with("ssl-client-") || SPOOFABLE.contains(&name)
 }
 
+/// Whether a request's `Transfer-Encoding`, if any, is one `chunked` and
+/// nothing else. hyper frames a body whose last coding is `chunked` and
+/// refuses the rest; a coding before it (`gzip, chunked`) or a second
+/// `chunked` would reach the backend decoded once and described by no
+/// header, so those are refused too (501, RFC 9112 §6.1).
+pub fn chunked_only(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty());
+    match codings.next() {
+        None => true,
+        Some(first) => first.eq_ignore_ascii_case(b"chunked") && codings.next().is_none(),
+    }
+}
+
 /// What the forwarded headers say about this hop.
 pub struct Forwarded {
     pub client: IpAddr,
@@ -277,6 +295,24 @@ mod tests {
             forwarded_element(v6, Some("a.example"), "https"),
             "for=\"[2001:db8::1]\";host=a.example;proto=https"
         );
+    }
+
+    #[test]
+    fn one_chunked_coding_only() {
+        let te = |values: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::TRANSFER_ENCODING, HeaderValue::from_static(v));
+            }
+            chunked_only(&h)
+        };
+        assert!(te(&[]));
+        assert!(te(&["chunked"]));
+        assert!(te(&["Chunked "]));
+        assert!(!te(&["gzip, chunked"]));
+        assert!(!te(&["chunked, chunked"]));
+        assert!(!te(&["chunked", "chunked"]));
+        assert!(!te(&["gzip"]));
     }
 
     #[test]

@@ -186,6 +186,9 @@ async fn proxy(
         std::borrow::Cow::Owned(p) => Some(target::with_query(p, req.uri().query())?),
         std::borrow::Cow::Borrowed(_) => None,
     };
+    if !chunked_only(req.headers()) {
+        return Err(ProxyError::TransferCoding);
+    }
     if let (Some(limit), Some(len)) = (shared.config.max_body_size, content_length(&req)) {
         if len > limit {
             return Err(ProxyError::BodyTooLarge);
@@ -216,6 +219,14 @@ async fn forward(
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error = None;
     let upgrade = upgrade::requested(req.headers(), &shared.config.upgrade_protocols);
+    let websocket_key = match &upgrade {
+        Some(u) if upgrade::is_websocket(u) => Some(upgrade::check_websocket_request(
+            req.method(),
+            req.version(),
+            req.headers(),
+        )?),
+        _ => None,
+    };
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (upstream_req, client_body_failed) =
         upstream_request(shared, conn, req, normalized, upgrade.clone());
@@ -290,12 +301,16 @@ async fn forward(
     if count > 1 && marks_dead(status, resp.headers(), shared.config.dead_backend_on_500) {
         shared.store.mark_dead(dead_mark(host, backend, count));
     }
-    // A 101 the client did not ask for, or to another protocol than the
-    // one it asked for, would open a tunnel nobody chose.
+    // A 101 the client did not ask for, to another protocol than the one
+    // it asked for, or to WebSocket without answering the client's key,
+    // would open a tunnel nobody chose.
     if status == StatusCode::SWITCHING_PROTOCOLS
-        && !upgrade
+        && !(upgrade
             .as_ref()
             .is_some_and(|u| upgrade::same_protocol(u, resp.headers().get(header::UPGRADE)))
+            && websocket_key
+                .as_ref()
+                .is_none_or(|k| upgrade::accepts(k, resp.headers())))
     {
         shared.metrics.upstream_error(UpstreamErrorKind::Reset);
         return Err(ProxyError::Upstream(
@@ -635,10 +650,19 @@ fn error_response(
     // no longer be trusted: answer, then close.
     if matches!(
         e,
-        ProxyError::BadRequest(_) | ProxyError::BodyTooLarge | ProxyError::UriTooLong
+        ProxyError::BadRequest(_)
+            | ProxyError::BodyTooLarge
+            | ProxyError::UriTooLong
+            | ProxyError::TransferCoding
     ) {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if matches!(e, ProxyError::WebSocketVersion) {
+        resp.headers_mut().insert(
+            upgrade::SEC_WEBSOCKET_VERSION.clone(),
+            HeaderValue::from_static("13"),
+        );
     }
     if ex.debug {
         set(resp.headers_mut(), &X_DEBUG_ERROR, e.reason());

@@ -18,10 +18,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::header::{self, HeaderMap, HeaderValue};
+use data_encoding::BASE64;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::error::ProxyError;
 
 /// Copy buffer per direction of a tunnel. WebSocket messages are small
 /// and most tunnels sit idle, so memory per open tunnel matters more than
@@ -68,6 +73,68 @@ pub fn same_protocol(requested: &HeaderValue, switched: Option<&HeaderValue>) ->
             .trim_ascii()
             .eq_ignore_ascii_case(requested.as_bytes().trim_ascii())
     })
+}
+
+/// The headers of a WebSocket opening handshake (RFC 6455 §4).
+pub static SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
+pub static SEC_WEBSOCKET_VERSION: HeaderName = HeaderName::from_static("sec-websocket-version");
+pub static SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
+
+/// Whether a relayed upgrade is a WebSocket one.
+pub fn is_websocket(upgrade: &HeaderValue) -> bool {
+    upgrade
+        .as_bytes()
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"websocket")
+}
+
+/// Checks a WebSocket opening handshake before anything goes upstream
+/// (RFC 6455 §4.1): a `GET` over HTTP/1.1 with one `Sec-WebSocket-Key` of
+/// 16 base64 bytes and `Sec-WebSocket-Version: 13` (else 426, which names
+/// the version, §4.4). Returns the key, which the backend's `101` must
+/// answer (see [`accepts`]).
+pub fn check_websocket_request(
+    method: &Method,
+    version: Version,
+    headers: &HeaderMap,
+) -> Result<HeaderValue, ProxyError> {
+    if method != Method::GET || version != Version::HTTP_11 {
+        return Err(ProxyError::BadRequest(
+            "a WebSocket handshake is an HTTP/1.1 GET",
+        ));
+    }
+    let key = single(headers, &SEC_WEBSOCKET_KEY)
+        .filter(|k| {
+            BASE64
+                .decode(k.as_bytes())
+                .is_ok_and(|nonce| nonce.len() == 16)
+        })
+        .ok_or(ProxyError::BadRequest("invalid Sec-WebSocket-Key"))?;
+    match single(headers, &SEC_WEBSOCKET_VERSION) {
+        Some(v) if v.as_bytes().trim_ascii() == b"13" => Ok(key.clone()),
+        Some(_) => Err(ProxyError::WebSocketVersion),
+        None => Err(ProxyError::BadRequest("no Sec-WebSocket-Version")),
+    }
+}
+
+fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
+    let mut all = headers.get_all(name).iter();
+    let first = all.next();
+    all.next().is_none().then_some(first).flatten()
+}
+
+/// Whether a backend's `101` carries the `Sec-WebSocket-Accept` that
+/// answers `key` (base64 of the SHA-1 of the key and the RFC's GUID): the
+/// proof that the backend performed this WebSocket handshake, and not some
+/// other switch that would make the tunnel a raw pipe into it.
+pub fn accepts(key: &HeaderValue, response: &HeaderMap) -> bool {
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes().trim_ascii());
+    sha.update(GUID);
+    let expected = BASE64.encode(&sha.finalize());
+    single(response, &SEC_WEBSOCKET_ACCEPT)
+        .is_some_and(|v| v.as_bytes().trim_ascii() == expected.as_bytes())
 }
 
 /// Puts the upgrade headers back on a request after hop-by-hop removal.
@@ -331,6 +398,52 @@ mod tests {
         ));
         assert!(!same_protocol(&ws, Some(&HeaderValue::from_static("h2c"))));
         assert!(!same_protocol(&ws, None));
+    }
+
+    #[test]
+    fn websocket_handshakes() {
+        let mut h = upgrade("websocket");
+        h.insert(
+            &SEC_WEBSOCKET_KEY,
+            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+        );
+        h.insert(&SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        let key = check_websocket_request(&Method::GET, Version::HTTP_11, &h).expect("valid");
+        // RFC 6455 §1.3's example.
+        let mut resp = HeaderMap::new();
+        resp.insert(
+            &SEC_WEBSOCKET_ACCEPT,
+            HeaderValue::from_static("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        );
+        assert!(accepts(&key, &resp));
+        resp.insert(&SEC_WEBSOCKET_ACCEPT, HeaderValue::from_static("AAAA"));
+        assert!(!accepts(&key, &resp));
+        assert!(!accepts(&key, &HeaderMap::new()));
+
+        let post = check_websocket_request(&Method::POST, Version::HTTP_11, &h);
+        assert!(matches!(post, Err(ProxyError::BadRequest(_))));
+        let mut v8 = h.clone();
+        v8.insert(&SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
+        let v8 = check_websocket_request(&Method::GET, Version::HTTP_11, &v8);
+        assert!(matches!(v8, Err(ProxyError::WebSocketVersion)));
+        for bad in [
+            "",
+            "short",
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "dGhlIHNhbXBsZSBub25jZXh4eA==",
+        ] {
+            let mut k = h.clone();
+            k.insert(&SEC_WEBSOCKET_KEY, HeaderValue::from_static(bad));
+            let r = check_websocket_request(&Method::GET, Version::HTTP_11, &k);
+            assert!(matches!(r, Err(ProxyError::BadRequest(_))), "{bad:?}");
+        }
+        let mut two = h.clone();
+        two.append(
+            &SEC_WEBSOCKET_KEY,
+            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+        );
+        let r = check_websocket_request(&Method::GET, Version::HTTP_11, &two);
+        assert!(matches!(r, Err(ProxyError::BadRequest(_))));
     }
 
     #[test]
