@@ -1,6 +1,8 @@
 """Shared helpers of the packaging tests: tools, rendering the chart, the
-values matrix, and regenerating the derived files (deploy/, the chart
-README's value table, the chart's copy of the dashboard)."""
+values matrix, processes started by the tests (process groups, free ports,
+polling, the `processes` fixture), and regenerating the derived files
+(deploy/, the chart README's value table, the chart's copy of the
+dashboard)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,13 @@ import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,6 +124,117 @@ def one(objs: list[dict], kind: str, name: str | None = None) -> dict:
 
 def is_generated(obj: dict) -> bool:
     return (obj.get("metadata", {}).get("annotations") or {}).get(GENERATED_ANNOTATION) == "true"
+
+
+# --- processes started by the tests -------------------------------------------
+
+# Longest life, in seconds, of anything `spawn` starts, should the fixture
+# that started it not stop it.
+PROCESS_TIMEOUT = "180"
+# How long `until` waits by default, in seconds.
+DEADLINE = 15.0
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 (for a server started next)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(args: list[str], log: Path, **kw) -> subprocess.Popen:
+    """Starts `args` under `timeout` in a process group of its own, output
+    to `log`: it stops by itself after PROCESS_TIMEOUT, and `stop` kills it
+    with its children (killing the `timeout` wrapper alone would leave
+    them running). `kw` goes to Popen (env, cwd)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(["timeout", "-k", "5", PROCESS_TIMEOUT, *args], start_new_session=True,
+                                stdout=out, stderr=subprocess.STDOUT, **kw)
+
+
+def group_members(pgid: int) -> list[int]:
+    """The processes of process group `pgid` (from /proc)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+        if int(stat.rpartition(")")[2].split()[2]) == pgid:
+            pids.append(int(d.name))
+    return pids
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Kills the process group `spawn` started, and reaps it: the command
+    (and anything else in the group) first, so that `timeout` reaps it and
+    exits, then whatever is left of the group. (Killing the whole group at
+    once leaves the command a zombie until init reaps it.)"""
+    if proc.poll() is None:
+        for pid in group_members(proc.pid):
+            if pid != proc.pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def processes():
+    """Processes started by a test (`spawn`): the test appends them, they
+    are stopped at its end, whatever happened. Visible to every packaging
+    test through conftest.py."""
+    procs: list[subprocess.Popen] = []
+    yield procs
+    errors = []
+    for proc in procs:
+        try:
+            stop(proc)
+        except Exception as e:  # stop the others all the same
+            errors.append(e)
+    if errors:
+        raise errors[0]
+
+
+def log_tails(logs, chars: int = 3000) -> str:
+    """The end of each log that exists, under its name: for failure
+    messages."""
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}" for p in logs if p.exists())
+
+
+def until(what: str, fn, deadline: float = DEADLINE, logs=(), procs=()):
+    """Calls `fn` every 50 ms until it returns something true, and returns
+    that. OSError and AssertionError count as not yet. After `deadline`
+    seconds, or as soon as one of `procs` (processes that must keep
+    running) has exited, fails with the last result and the tails of
+    `logs`."""
+    end = time.monotonic() + deadline
+    last = None
+    while time.monotonic() < end:
+        try:
+            last = fn()
+            if last:
+                return last
+        except (OSError, AssertionError) as e:
+            last = e
+        exited = [p for p in procs if p.poll() is not None]
+        if exited:
+            raise AssertionError(f"exited (status {exited[0].returncode}) while waiting for {what} "
+                                 f"(last: {last!r})\n{log_tails(logs)}")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})\n{log_tails(logs)}")
 
 
 # --- deploy/ -----------------------------------------------------------------

@@ -10,8 +10,9 @@ at a real redis-server on a free 127.0.0.1 port, and must route a host
 written under that prefix (and not one written under the prefix as the URL
 spells it, escaped).
 
-Everything listens on 127.0.0.1 and runs under `timeout`; each process is
-also stopped by the fixture that started it.
+Everything listens on 127.0.0.1 and runs under `timeout` in its own process
+group; each group is killed at the end of the test (the `processes`
+fixture).
 """
 
 from __future__ import annotations
@@ -20,10 +21,8 @@ import http.server
 import json
 import os
 import re
-import socket
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,7 +31,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import bin_dir, find, render, run, tool
+from helpers import bin_dir, find, free_port, render, run, spawn, tool, until
 from test_binaries import FAKE_PASSWORD, materialize, proxy_parts, relocate, resolve_env, run_syncer
 
 # `hipache:` is the documented example; the other needs every kind of escape
@@ -40,48 +39,13 @@ from test_binaries import FAKE_PASSWORD, materialize, proxy_parts, relocate, res
 PREFIXES = ["hipache:", "t/1#a%b:"]
 # The chart's ACL users with their passwords apart, and no auth at all.
 AUTH = {"auth": (), "no-auth": ("redis.auth.enabled=false",)}
-DEADLINE = 15.0
-# Longest life of anything started here, should a fixture not stop it.
-PROCESS_TIMEOUT = "120"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def until(what: str, fn, logs: list[Path] = ()):
-    end = time.monotonic() + DEADLINE
-    last = None
-    while time.monotonic() < end:
-        try:
-            last = fn()
-            if last:
-                return last
-        except OSError as e:
-            last = e
-        time.sleep(0.05)
-    tails = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists())
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})\n{tails}")
-
-
-@pytest.fixture
-def processes():
-    """Processes started by a test, stopped at its end."""
-    procs: list[subprocess.Popen] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
 
 
 class Redis:
     """A redis-server on a free 127.0.0.1 port: the default user for the
     test's own writes, and the ACL users the chart's URLs name."""
 
-    def __init__(self, root: Path, users: dict[str, str], procs: list):
+    def __init__(self, root: Path, users: dict[str, str], procs: list[subprocess.Popen]):
         self.port = free_port()
         self.log = root / "redis.log"
         conf = root / "redis.conf"
@@ -89,9 +53,9 @@ class Redis:
                  "user default on nopass ~* &* +@all"]
         lines += [f"user {u} on >{pw} ~* &* +@all" for u, pw in users.items()]
         conf.write_text("\n".join(lines) + "\n")
-        procs.append(subprocess.Popen(["timeout", PROCESS_TIMEOUT, tool("redis-server"), str(conf)], cwd=root,
-                                      stdout=self.log.open("wb"), stderr=subprocess.STDOUT))
-        until("redis-server", lambda: self.run("PING").stdout.strip() == "PONG", logs=[self.log])
+        proc = spawn([tool("redis-server"), str(conf)], self.log, cwd=root)
+        procs.append(proc)
+        until("redis-server", lambda: self.run("PING").stdout.strip() == "PONG", logs=[self.log], procs=[proc])
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
         return run([tool("redis-cli"), "-h", "127.0.0.1", "-p", str(self.port), *args], timeout=10)
@@ -172,7 +136,7 @@ def syncer_target(objs: list[dict], tmp: Path) -> tuple[str, str]:
     return target.group(1), json.loads(prefix.group(1))
 
 
-def start_proxy(objs: list[dict], root: Path, redis: Redis, procs: list) -> tuple[int, Path]:
+def start_proxy(objs: list[dict], root: Path, redis: Redis, procs: list[subprocess.Popen]) -> tuple[int, Path]:
     """The chart's proxy container, replayed: its config with the
     listeners moved to free 127.0.0.1 ports, its env with the driver URL
     pointed at the local Redis. Returns the HTTP port and the log."""
@@ -189,10 +153,10 @@ def start_proxy(objs: list[dict], root: Path, redis: Redis, procs: list) -> tupl
     env["HIPACHE_DRIVER"] = local_url(env["HIPACHE_DRIVER"], redis.port)
     log = root / "proxy.log"
     args = [relocate(a, mounts) for a in c.get("args", [])]
-    procs.append(subprocess.Popen(["timeout", PROCESS_TIMEOUT, str(bin_dir() / "hipache"), *args], env=env,
-                                  cwd=root, stdout=log.open("wb"), stderr=subprocess.STDOUT))
+    proc = spawn([str(bin_dir() / "hipache"), *args], log, env=env, cwd=root)
+    procs.append(proc)
     until("the proxy's /readyz", lambda: urllib.request.urlopen(
-        f"http://127.0.0.1:{admin_port}/readyz", timeout=2).status == 200, logs=[log, redis.log])
+        f"http://127.0.0.1:{admin_port}/readyz", timeout=2).status == 200, logs=[log, redis.log], procs=[proc])
     return http_port, log
 
 

@@ -13,7 +13,8 @@ and certificate, removes a stale one and health-checks; Redis's ACL LOG
 must stay empty (nothing either binary sent was refused).
 
 Everything listens on 127.0.0.1 and runs under `timeout` in its own process
-group; each group is killed by its fixture's finalizer.
+group; each group is killed at the end of the test (the `processes` and
+`redis_for` fixtures).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import http.server
 import json
 import os
 import re
-import signal
 import socket
 import ssl
 import subprocess
@@ -38,30 +38,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import MATRIX, ROOT, bin_dir, find, one, render, run
+from helpers import MATRIX, ROOT, bin_dir, find, free_port, log_tails, one, render, run, spawn, stop, until
 from test_binaries import materialize, proxy_parts, relocate
 
 # A prefix with glob characters: the ACL patterns must make it literal.
 GLOB_PREFIX = "edge[1]*"
 USERS_CASE = MATRIX["redis-users"]
-DEADLINE = 15.0
-# Longest life of anything started here, should a finalizer not run.
-PROCESS_TIMEOUT = "180"
-
-
-def spawn(args: list[str], log: Path, **kw) -> subprocess.Popen:
-    """Starts `args` under `timeout` in a process group of its own, output
-    to `log`: it stops by itself, and `stop` kills it with its children."""
-    return subprocess.Popen(["timeout", "-k", "5", PROCESS_TIMEOUT, *args], start_new_session=True,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT, **kw)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=10)
 
 
 # --- a small RESP2/RESP3 client -----------------------------------------------
@@ -172,12 +154,6 @@ def ok(reply) -> bool:
 
 # --- the chart's Redis, replayed ----------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Secrets:
     """Secret contents: the chart's generated Secrets as rendered, and for
     the existing Secrets named by values a stand-in password per key."""
@@ -277,18 +253,12 @@ def start_redis(objs: list[dict], root: Path, secrets: Secrets) -> RedisServer:
     log = root / "redis.log"
     proc = spawn(["sh", "-c", reloc(script)], log, env=env, cwd=root)
     server = RedisServer(port, proc, log, mounts["/run/redis"] / "users.acl", admin, passwords)
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        if proc.poll() is not None:
-            raise AssertionError(f"redis did not start:\n{log.read_text()[-3000:]}")
-        try:
-            with server.admin() as a:
-                if a.call("PING") == "PONG":
-                    break
-        except (OSError, AssertionError):
-            pass
-        assert time.monotonic() < deadline, f"redis not ready:\n{log.read_text()[-3000:]}"
-        time.sleep(0.05)
+
+    def pong() -> bool:
+        with server.admin() as a:
+            return a.call("PING") == "PONG"
+
+    until("redis", pong, logs=[log], procs=[proc])
     # The container's readiness probe passes, on this port.
     probe = c["readinessProbe"]["exec"]["command"]
     probe = [p.replace("-h 127.0.0.1", f"-h 127.0.0.1 -p {port}") for p in probe]
@@ -669,21 +639,6 @@ def http_get(port: int, host: str, timeout: float = 5.0) -> tuple[int, str]:
         return e.code, e.read().decode(errors="replace")
 
 
-def until(what: str, fn, deadline: float = DEADLINE, logs: list[Path] = ()):
-    end = time.monotonic() + deadline
-    last = None
-    while time.monotonic() < end:
-        try:
-            last = fn()
-            if last:
-                return last
-        except (OSError, AssertionError) as e:
-            last = e
-        time.sleep(0.05)
-    tails = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists())
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})\n{tails}")
-
-
 def served_certificate(port: int, sni: str) -> bytes:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -711,7 +666,8 @@ class Proxy:
     log: Path
 
 
-def start_proxy(objs: list[dict], root: Path, secrets: Secrets, redis: RedisServer, procs: list) -> Proxy:
+def start_proxy(objs: list[dict], root: Path, secrets: Secrets, redis: RedisServer,
+                procs: list[subprocess.Popen]) -> Proxy:
     """The chart's proxy container, replayed: its config (listeners moved
     to free 127.0.0.1 ports), its env with the Redis URL pointed at the
     local server."""
@@ -730,26 +686,17 @@ def start_proxy(objs: list[dict], root: Path, secrets: Secrets, redis: RedisServ
     env["HIPACHE_DRIVER"] = local_redis_url(env["HIPACHE_DRIVER"], redis.port)
     env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
     args = [relocate(a, mounts) for a in c["args"]]
-    procs.append(spawn([str(bin_dir() / "hipache"), *args], p.log, env=env, cwd=root))
+    proc = spawn([str(bin_dir() / "hipache"), *args], p.log, env=env, cwd=root)
+    procs.append(proc)
     until("the proxy's /readyz", lambda: urllib.request.urlopen(
-        f"http://127.0.0.1:{p.admin}/readyz", timeout=2).status == 200, logs=[p.log, redis.log])
+        f"http://127.0.0.1:{p.admin}/readyz", timeout=2).status == 200, logs=[p.log, redis.log], procs=[proc])
     return p
-
-
-@pytest.fixture
-def processes():
-    """Processes started by a test (`spawn`), killed at its end."""
-    procs: list[subprocess.Popen] = []
-    yield procs
-    for proc in procs:
-        stop(proc)
 
 
 def assert_nothing_refused(redis: RedisServer, logs: list[Path]) -> None:
     entries = redis.acl_log()
     if entries:
-        tails = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in logs)
-        raise AssertionError(f"Redis refused commands: {entries}\n{tails}")
+        raise AssertionError(f"Redis refused commands: {entries}\n{log_tails(logs, 2000)}")
     for p in logs:
         text = p.read_text(errors="replace")
         assert "NOPERM" not in text and "WRONGPASS" not in text, f"{p.name}:\n{text[-3000:]}"
@@ -958,7 +905,7 @@ def cluster_objects(backend_port: int, cert: str, key: str) -> list[dict]:
 
 
 def start_syncer(objs: list[dict], root: Path, secrets: Secrets, redis: RedisServer, api: FakeApi,
-                 procs: list) -> Path:
+                 procs: list[subprocess.Popen]) -> Path:
     """The chart's syncer container, replayed: its flags (admin address
     moved to a free 127.0.0.1 port, probes every 200 ms), its env with the
     Redis URL pointed at the local server, a kubeconfig for the fake API."""
