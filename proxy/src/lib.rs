@@ -30,6 +30,8 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod forward;
+#[cfg(test)]
+mod fuzz;
 pub mod metrics;
 pub mod process;
 pub mod routing;

@@ -50,6 +50,10 @@ pub enum BackendUrlError {
     /// (the syncer writes it for a path with no ready endpoint).
     #[error("placeholder for an unavailable backend")]
     Unavailable,
+    /// The element starts like a path rule (`/…` or `=…`) that does not
+    /// parse: never widened to a backend for every path.
+    #[error("backend element has an invalid path rule")]
+    PathRule,
 }
 
 /// Prefix of a placeholder element that is never a backend.

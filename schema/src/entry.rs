@@ -30,18 +30,27 @@ pub struct BackendEntry {
 
 impl BackendEntry {
     /// Decodes one backend element.
+    ///
+    /// An element that starts like a path rule whose rule does not parse
+    /// (`=/lo\u{1}gin http://…`) is invalid: read as a plain element it
+    /// would serve every path, a rule failing open.
     pub fn decode(position: usize, raw: &str) -> Self {
-        let (path, url_text) = match raw.split_once(' ') {
+        let (path, url_text, bad_rule) = match raw.split_once(' ') {
             Some((spec, url)) if spec.starts_with(['/', '=']) => {
-                (PathMatch::parse(spec), url.trim())
+                let rule = PathMatch::parse(spec);
+                let bad = rule.is_none();
+                (rule, url.trim(), bad)
             }
-            _ => (None, raw.trim()),
+            _ => (None, raw.trim(), false),
         };
         Self {
             position,
             raw: raw.to_owned(),
             url_text: url_text.to_owned(),
-            url: BackendUrl::parse(url_text),
+            url: match bad_rule {
+                true => Err(crate::backend::BackendUrlError::PathRule),
+                false => BackendUrl::parse(url_text),
+            },
             path,
         }
     }
@@ -236,6 +245,29 @@ mod tests {
         assert_eq!(e.path, Some(p));
         assert_eq!(e.url_text, "http://a:80");
         assert_eq!(BackendEntry::encode(None, "http://a:80"), "http://a:80");
+    }
+
+    #[test]
+    fn a_bad_path_rule_never_widens_to_every_path() {
+        for raw in [
+            "=/lo\u{1}gin http://a:80",
+            "= http://a:80",
+            "=  http://a:80",
+            "/a\u{7f} http://a:80",
+        ] {
+            let e = BackendEntry::decode(0, raw);
+            assert_eq!(
+                e.url,
+                Err(crate::backend::BackendUrlError::PathRule),
+                "{raw:?}"
+            );
+            assert!(e.is_invalid(), "{raw:?}");
+        }
+        let f = Frontend::decode(&["id", "= http://a:80"]).expect("frontend");
+        assert!(
+            f.group(None).all(|b| b.url.is_err()),
+            "no backend serves every path"
+        );
     }
 
     proptest! {

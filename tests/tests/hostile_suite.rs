@@ -331,6 +331,15 @@ async fn request_targets() {
             }),
         ),
         case(
+            "absolute form without a path",
+            format!("GET http://{HOST}?q HTTP/1.1\r\nHost: {HOST}\r\n\r\n").into_bytes(),
+            200,
+            One(|r| match r.uri.as_str() {
+                "/?q" => Ok(()),
+                other => Err(format!("uri {other}")),
+            }),
+        ),
+        case(
             "absolute form with userinfo",
             format!("GET http://evil@{HOST}/ HTTP/1.1\r\nHost: {HOST}\r\n\r\n").into_bytes(),
             400,

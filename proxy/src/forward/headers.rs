@@ -5,6 +5,8 @@
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Uri, Version};
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
@@ -90,6 +92,49 @@ fn is_spoofable(name: &HeaderName) -> bool {
     name.starts_with("x-forwarded-") || name.starts_with("ssl-client-") || SPOOFABLE.contains(&name)
 }
 
+/// The head of a request as it goes upstream: origin-form URI with the
+/// normalised path when it changed (see [`super::target`]), HTTP/1.1, the
+/// Host that chose the route (the authority of an absolute-form or HTTP/2
+/// request replaces `Host`, RFC 9112 §3.2.2), hop-by-hop headers removed
+/// (a relayed upgrade's put back), the forwarding headers set.
+pub fn upstream_head(
+    parts: &mut http::request::Parts,
+    normalized: Option<PathAndQuery>,
+    upgrade: Option<HeaderValue>,
+    keep_alive: bool,
+    forwarded: Forwarded,
+) {
+    if let Some(a) = parts.uri.authority() {
+        if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+    // Origin form: most often the path and query as received (no
+    // reparsing).
+    let mut origin = http::uri::Parts::default();
+    origin.path_and_query = Some(normalized.unwrap_or_else(|| {
+        match parts.uri.path_and_query() {
+            Some(p) if p.as_str().starts_with('/') => p.clone(),
+            // An absolute-form target with an empty path (`http://a?q`):
+            // its path is `/` (RFC 9112 §3.2.2).
+            Some(p) => PathAndQuery::try_from(format!("/{}", p.as_str()))
+                .unwrap_or_else(|_| PathAndQuery::from_static("/")),
+            None => PathAndQuery::from_static("/"),
+        }
+    }));
+    parts.uri = Uri::from_parts(origin).unwrap_or_else(|_| Uri::from_static("/"));
+    parts.version = Version::HTTP_11;
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(u) = upgrade {
+        super::upgrade::restore(&mut parts.headers, u);
+    } else if !keep_alive {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    forwarded.apply(&mut parts.headers);
+}
+
 /// Whether a request's `Transfer-Encoding`, if any, is one `chunked` and
 /// nothing else. hyper frames a body whose last coding is `chunked` and
 /// refuses the rest; a coding before it (`gzip, chunked`) or a second
@@ -113,9 +158,6 @@ pub struct Forwarded {
     pub client: IpAddr,
     pub proto: &'static str,
     pub port: u16,
-    /// The host that routed the request, as sent (port kept): the `Host`
-    /// the backend gets.
-    pub host: Option<HeaderValue>,
     /// The peer is in `trustedProxies`.
     pub trusted: bool,
     /// Add an RFC 7239 `Forwarded` element (`server.forwardedHeader`).
@@ -165,7 +207,9 @@ impl Forwarded {
         if !headers.contains_key(&X_FORWARDED_PORT) {
             headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(self.port));
         }
-        let host = self.host.as_ref().and_then(|h| h.to_str().ok());
+        // By now `Host` is the host that routed the request (port kept).
+        let host_header = headers.get(header::HOST).cloned();
+        let host = host_header.as_ref().and_then(|h| h.to_str().ok());
         if self.rfc7239 {
             let element = forwarded_element(client, host, self.proto);
             let value = match headers.get(&FORWARDED).and_then(|v| v.to_str().ok()) {
@@ -174,7 +218,7 @@ impl Forwarded {
             };
             set(headers, &FORWARDED, &value);
         }
-        if let Some(host) = self.host {
+        if let Some(host) = host_header {
             if !headers.contains_key(&X_FORWARDED_HOST) {
                 headers.insert(X_FORWARDED_HOST.clone(), host);
             }
@@ -218,7 +262,6 @@ mod tests {
             client: "::ffff:10.1.2.3".parse().expect("ip"),
             proto: "http",
             port: 8080,
-            host: Some(HeaderValue::from_static("a.example:8080")),
             trusted,
             rfc7239: false,
         }
@@ -227,6 +270,7 @@ mod tests {
     #[test]
     fn untrusted_values_are_replaced() {
         let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a.example:8080"));
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
         h.insert(&X_REAL_IP, HeaderValue::from_static("1.2.3.4"));
         fwd(false).apply(&mut h);
@@ -240,6 +284,7 @@ mod tests {
     #[test]
     fn untrusted_forwarding_headers_are_removed() {
         let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a.example:8080"));
         for name in [
             "forwarded",
             "x-forwarded-host",
@@ -274,6 +319,7 @@ mod tests {
     #[test]
     fn trusted_values_are_appended_or_kept() {
         let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a.example:8080"));
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
         h.insert(&X_FORWARDED_HOST, HeaderValue::from_static("outer.example"));
         h.insert(&FORWARDED, HeaderValue::from_static("for=1.2.3.4"));

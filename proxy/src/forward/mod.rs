@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -60,6 +60,17 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
+    /// What the forwarding headers tell a backend about this connection.
+    pub fn forwarded(&self, rfc7239: bool) -> Forwarded {
+        Forwarded {
+            client: self.peer.ip(),
+            proto: if self.tls { "https" } else { "http" },
+            port: self.local.port(),
+            trusted: self.trusted,
+            rfc7239,
+        }
+    }
+
     /// Decided once per connection: the peer does not change.
     pub fn new(peer: SocketAddr, local: SocketAddr, tls: bool, config: &Config) -> Self {
         let ip = peer.ip().to_canonical();
@@ -170,30 +181,7 @@ async fn proxy(
     if let Some(r) = redirect::to_https(shared, conn, &req, raw_host) {
         return Ok(r);
     }
-    if req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > MAX_URI_LENGTH {
-        return Err(ProxyError::UriTooLong);
-    }
-    if req.method() == Method::CONNECT {
-        return Err(ProxyError::BadRequest("CONNECT is not supported"));
-    }
-    if req.uri().path() == "*" {
-        return Err(ProxyError::BadRequest(
-            "asterisk-form targets are not supported",
-        ));
-    }
-    let path = target::normalize_path(req.uri().path())?;
-    let normalized = match &path {
-        std::borrow::Cow::Owned(p) => Some(target::with_query(p, req.uri().query())?),
-        std::borrow::Cow::Borrowed(_) => None,
-    };
-    if !chunked_only(req.headers()) {
-        return Err(ProxyError::TransferCoding);
-    }
-    if let (Some(limit), Some(len)) = (shared.config.max_body_size, content_length(&req)) {
-        if len > limit {
-            return Err(ProxyError::BodyTooLarge);
-        }
-    }
+    let target::Target { path, normalized } = target::check(&req, shared.config.max_body_size)?;
     let found = shared.store.lookup(&host, &path).await;
     drop(path);
     shared
@@ -482,11 +470,8 @@ fn is_body_limit(err: &hyper::Error) -> bool {
     })
 }
 
-/// The request as it goes upstream: origin-form URI (its path normalised),
-/// hop-by-hop headers
-/// removed, forwarding headers set, the Host that chose the route (the
-/// authority of an absolute-form or HTTP/2 request replaces `Host`, RFC
-/// 9112 §3.2.2), the body streamed (with the configured limit).
+/// The request as it goes upstream: its head by [`upstream_head`], the
+/// body streamed (with the configured limit).
 fn upstream_request(
     shared: &Shared,
     conn: &ConnInfo,
@@ -498,40 +483,13 @@ fn upstream_request(
     Option<Arc<AtomicBool>>,
 ) {
     let (mut parts, body) = req.into_parts();
-    if let Some(a) = parts.uri.authority() {
-        if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-            parts.headers.insert(header::HOST, v);
-        }
-    }
-    // Origin form: the normalised path (see [`target`]) or, most often,
-    // the path and query as received (no reparsing).
-    let mut origin = http::uri::Parts::default();
-    origin.path_and_query = Some(normalized.unwrap_or_else(|| {
-        parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"))
-    }));
-    parts.uri = Uri::from_parts(origin).unwrap_or_else(|_| Uri::from_static("/"));
-    parts.version = Version::HTTP_11;
-    strip_hop_by_hop(&mut parts.headers);
-    if let Some(u) = upgrade {
-        upgrade::restore(&mut parts.headers, u);
-    } else if !shared.config.http_keep_alive {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    Forwarded {
-        client: conn.peer.ip(),
-        proto: if conn.tls { "https" } else { "http" },
-        port: conn.local.port(),
-        host: parts.headers.get(header::HOST).cloned(),
-        trusted: conn.trusted,
-        rfc7239: shared.config.forwarded_header,
-    }
-    .apply(&mut parts.headers);
+    upstream_head(
+        &mut parts,
+        normalized,
+        upgrade,
+        shared.config.http_keep_alive,
+        conn.forwarded(shared.config.forwarded_header),
+    );
     // Most requests have no body: an empty body costs no allocation.
     if body.is_end_stream() {
         let empty = http_body_util::Empty::<bytes::Bytes>::new().map_err(Into::into);
@@ -576,16 +534,6 @@ fn dead_mark(host: &str, backend: &hipache_schema::BackendEntry, count: usize) -
         position: backend.position,
         count,
     }
-}
-
-fn content_length<B>(req: &Request<B>) -> Option<u64> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 fn ping_response() -> Response<ProxyBody> {

@@ -1,5 +1,6 @@
-//! The request path a route is chosen by, normalised once so that the path
-//! which chose the route is the path the backend sees.
+//! The request target checked before routing, and the path a route is
+//! chosen by, normalised once so that the path which chose the route is the
+//! path the backend sees.
 //!
 //! Backends and frameworks resolve `/public/../admin`, `/%61dmin` and
 //! `//admin` to `/admin`; a proxy that matched path rules against the text
@@ -22,11 +23,77 @@
 use std::borrow::Cow;
 
 use http::uri::PathAndQuery;
+use http::{Method, Request};
 
+use super::headers::chunked_only;
+use super::MAX_URI_LENGTH;
 use crate::error::ProxyError;
+
+/// What routing needs of a request target, checked.
+pub struct Target<'a> {
+    /// The normalised path, which routes the request.
+    pub path: Cow<'a, str>,
+    /// The origin-form target to send upstream when normalising changed
+    /// the path; `None`: the target as received.
+    pub normalized: Option<PathAndQuery>,
+}
+
+/// Checks what a request asks for before it is routed: the target's
+/// length (414 above [`MAX_URI_LENGTH`]), its form (CONNECT and asterisk
+/// form are refused), its path (normalised), its framing (a transfer
+/// coding other than one `chunked` is a 501) and a declared body larger
+/// than `max_body_size` (413).
+pub fn check<B>(req: &Request<B>, max_body_size: Option<u64>) -> Result<Target<'_>, ProxyError> {
+    let uri = req.uri();
+    if uri.path_and_query().map_or(0, |p| p.as_str().len()) > MAX_URI_LENGTH {
+        return Err(ProxyError::UriTooLong);
+    }
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::BadRequest("CONNECT is not supported"));
+    }
+    if uri.path() == "*" {
+        return Err(ProxyError::BadRequest(
+            "asterisk-form targets are not supported",
+        ));
+    }
+    let path = normalize_path(uri.path())?;
+    // Changed: normalised, or an empty path that became `/`.
+    let changed = matches!(path, Cow::Owned(_)) || path.len() != uri.path().len();
+    let normalized = match changed {
+        true => Some(with_query(&path, uri.query())?),
+        false => None,
+    };
+    if !chunked_only(req.headers()) {
+        return Err(ProxyError::TransferCoding);
+    }
+    if let (Some(limit), Some(len)) = (max_body_size, content_length(req.headers())) {
+        if len > limit {
+            return Err(ProxyError::BodyTooLarge);
+        }
+    }
+    Ok(Target { path, normalized })
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
 
 /// The normalised form of `path` (a request path without its query).
 pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, ProxyError> {
+    // An absolute-form target may have an empty path, which means `/`
+    // (RFC 9112 §3.2.2); any other path starts with `/`.
+    if path.is_empty() {
+        return Ok(Cow::Borrowed("/"));
+    }
+    if !path.starts_with('/') {
+        return Err(ProxyError::BadRequest("path does not start with /"));
+    }
     let bytes = path.as_bytes();
     let needs_work = bytes.contains(&b'%')
         || bytes
@@ -136,6 +203,12 @@ mod tests {
             assert!(matches!(normalize_path(p), Ok(Cow::Borrowed(_))), "{p}");
             assert_eq!(norm(p), p);
         }
+    }
+
+    #[test]
+    fn an_empty_path_is_the_root_and_others_start_with_a_slash() {
+        assert_eq!(norm(""), "/");
+        assert!(norm("admin").starts_with("error:"));
     }
 
     #[test]
