@@ -12,6 +12,8 @@
 //! owner. Writes are diff-based against what the store believes Redis
 //! holds ([`Store::apply`]); [`Store::resync`] re-reads every owned key
 //! first, so drift is repaired and leftovers of deleted Ingresses removed.
+//! Frontend lists and `tls:` hashes are two families of owned keys
+//! (`Family`) that one diff loop reconciles and one re-read recovers.
 //!
 //! When a frontend's backends change, its `dead:<host>` set is deleted in
 //! the same transaction: dead marks name positions, and the positions of
@@ -68,11 +70,204 @@ pub struct ApplyReport {
     pub contended: usize,
 }
 
+/// What one key's transaction did.
 enum Outcome {
+    /// Written (or deleted) by our `EXEC`.
     Written,
+    /// Already as desired: nothing written.
     Unchanged,
+    /// Someone else owns the key: left alone.
     Foreign,
+    /// The WATCH fired on every try: given up until the next pass.
     Contended,
+}
+
+/// One family of owned keys (frontend lists, TLS hashes) as we believe
+/// Redis holds them.
+struct Owned<V> {
+    /// Host → the value we wrote, or found ours at the last resync.
+    applied: BTreeMap<String, V>,
+    /// Hosts found owned by someone else (host → the owner we wanted): not
+    /// retried until a resync.
+    foreign: BTreeMap<String, String>,
+}
+
+impl<V> Default for Owned<V> {
+    fn default() -> Self {
+        Self {
+            applied: BTreeMap::new(),
+            foreign: BTreeMap::new(),
+        }
+    }
+}
+
+impl<V: PartialEq + Clone> Owned<V> {
+    fn clear(&mut self) {
+        self.applied.clear();
+        self.foreign.clear();
+    }
+
+    /// Whether `host` must be written: it differs from what we applied and
+    /// is not known to be someone else's.
+    fn needs_write(&self, host: &str, value: &V) -> bool {
+        self.applied.get(host) != Some(value) && !self.foreign.contains_key(host)
+    }
+
+    /// The hosts we applied that nothing wants any more.
+    fn stale(&self, desired: &BTreeMap<String, V>) -> Vec<String> {
+        self.applied
+            .keys()
+            .filter(|h| !desired.contains_key(*h))
+            .cloned()
+            .collect()
+    }
+
+    /// Records the outcome of writing `value` (claiming `owner`) to `host`.
+    fn wrote(
+        &mut self,
+        host: &str,
+        value: &V,
+        owner: Option<&str>,
+        outcome: Outcome,
+        report: &mut ApplyReport,
+    ) {
+        match outcome {
+            Outcome::Written => {
+                report.written += 1;
+                self.applied.insert(host.to_owned(), value.clone());
+            }
+            Outcome::Unchanged => {
+                self.applied.insert(host.to_owned(), value.clone());
+            }
+            Outcome::Foreign => {
+                self.applied.remove(host);
+                self.foreign
+                    .insert(host.to_owned(), owner.unwrap_or_default().to_owned());
+            }
+            Outcome::Contended => report.contended += 1,
+        }
+    }
+
+    /// Records the outcome of deleting `host`: a key gone or no longer ours
+    /// is forgotten either way.
+    fn deleted(&mut self, host: &str, outcome: Outcome, report: &mut ApplyReport) {
+        match outcome {
+            Outcome::Written => {
+                report.deleted += 1;
+                self.applied.remove(host);
+            }
+            Outcome::Contended => report.contended += 1,
+            Outcome::Unchanged | Outcome::Foreign => {
+                self.applied.remove(host);
+            }
+        }
+    }
+
+    /// (host, owner we wanted) of every foreign host, by host.
+    fn foreign_hosts(&self) -> Vec<(String, String)> {
+        self.foreign
+            .iter()
+            .map(|(h, o)| (h.clone(), o.clone()))
+            .collect()
+    }
+}
+
+/// A family of keys the syncer owns: where its keys are, how one is read,
+/// written and deleted, and which owner a value names. The diff
+/// ([`Store::reconcile`]) and the re-read ([`Store::reread`]) are the same
+/// for every family.
+trait Family {
+    type Value: PartialEq + Clone;
+    /// The family's part of the store.
+    fn owned(store: &mut Store) -> &mut Owned<Self::Value>;
+    /// The owner mark a value carries.
+    fn owner(value: &Self::Value) -> Option<&str>;
+    /// `SCAN MATCH` pattern for every key of the family.
+    fn pattern(keys: &Keys) -> String;
+    /// The host part of one of the family's keys.
+    fn host<'k>(keys: &Keys, key: &'k str) -> Option<&'k str>;
+    /// The value `key` holds (`None`: nothing of this family there).
+    async fn read(store: &mut Store, key: &str) -> Result<Option<Self::Value>, StoreError>;
+    async fn write(
+        store: &mut Store,
+        host: &str,
+        value: &Self::Value,
+    ) -> Result<Outcome, StoreError>;
+    async fn delete(store: &mut Store, host: &str) -> Result<Outcome, StoreError>;
+}
+
+/// `frontend:<host>` lists; the owner is the identifier (element 0).
+struct Frontends;
+
+impl Family for Frontends {
+    type Value = Vec<String>;
+
+    fn owned(store: &mut Store) -> &mut Owned<Vec<String>> {
+        &mut store.frontends
+    }
+
+    fn owner(list: &Vec<String>) -> Option<&str> {
+        list.first().map(String::as_str)
+    }
+
+    fn pattern(keys: &Keys) -> String {
+        keys.frontend_pattern()
+    }
+
+    fn host<'k>(keys: &Keys, key: &'k str) -> Option<&'k str> {
+        keys.frontend_host(key)
+    }
+
+    async fn read(store: &mut Store, key: &str) -> Result<Option<Vec<String>>, StoreError> {
+        store.read_list(key).await
+    }
+
+    async fn write(
+        store: &mut Store,
+        host: &str,
+        list: &Vec<String>,
+    ) -> Result<Outcome, StoreError> {
+        store.write_frontend(host, list).await
+    }
+
+    async fn delete(store: &mut Store, host: &str) -> Result<Outcome, StoreError> {
+        store.delete_frontend(host).await
+    }
+}
+
+/// `tls:<host>` hashes; the owner is the `owner` field.
+struct Certificates;
+
+impl Family for Certificates {
+    type Value = TlsEntry;
+
+    fn owned(store: &mut Store) -> &mut Owned<TlsEntry> {
+        &mut store.tls
+    }
+
+    fn owner(entry: &TlsEntry) -> Option<&str> {
+        Some(&entry.owner)
+    }
+
+    fn pattern(keys: &Keys) -> String {
+        keys.tls_pattern()
+    }
+
+    fn host<'k>(keys: &Keys, key: &'k str) -> Option<&'k str> {
+        keys.tls_host(key)
+    }
+
+    async fn read(store: &mut Store, key: &str) -> Result<Option<TlsEntry>, StoreError> {
+        store.read_tls(key).await
+    }
+
+    async fn write(store: &mut Store, host: &str, entry: &TlsEntry) -> Result<Outcome, StoreError> {
+        store.write_tls(host, entry).await
+    }
+
+    async fn delete(store: &mut Store, host: &str) -> Result<Outcome, StoreError> {
+        store.delete_tls(host).await
+    }
 }
 
 /// The syncer's view of Redis.
@@ -81,12 +276,8 @@ pub struct Store {
     keys: Keys,
     /// Identifiers we own start with this.
     owner_prefix: String,
-    /// Owned frontends as we believe Redis holds them.
-    applied: BTreeMap<String, Vec<String>>,
-    applied_tls: BTreeMap<String, TlsEntry>,
-    /// Hosts found owned by someone else: not retried until a resync.
-    foreign: BTreeMap<String, String>,
-    foreign_tls: BTreeMap<String, String>,
+    frontends: Owned<Vec<String>>,
+    tls: Owned<TlsEntry>,
     /// Test hook run between our read and our `EXEC`, with the key.
     before_exec: Option<BeforeExec>,
 }
@@ -105,10 +296,8 @@ impl Store {
             con,
             keys,
             owner_prefix,
-            applied: BTreeMap::new(),
-            applied_tls: BTreeMap::new(),
-            foreign: BTreeMap::new(),
-            foreign_tls: BTreeMap::new(),
+            frontends: Owned::default(),
+            tls: Owned::default(),
             before_exec: None,
         }
     }
@@ -131,45 +320,23 @@ impl Store {
 
     /// The frontends we believe we wrote.
     pub fn applied(&self) -> &BTreeMap<String, Vec<String>> {
-        &self.applied
+        &self.frontends.applied
     }
 
     /// Forgets what Redis holds, so the next [`apply`](Self::apply) must be
     /// a [`resync`](Self::resync) to be trusted (after a Redis outage or a
     /// change of leader).
     pub fn forget(&mut self) {
-        self.applied.clear();
-        self.applied_tls.clear();
-        self.foreign.clear();
-        self.foreign_tls.clear();
+        self.frontends.clear();
+        self.tls.clear();
     }
 
     /// Re-reads every owned key from Redis, then applies `desired`: repairs
     /// drift, removes owned keys nothing wants, re-checks foreign hosts.
     pub async fn resync(&mut self, desired: &Desired) -> Result<ApplyReport, StoreError> {
         self.forget();
-        let pattern = self.keys.frontend_pattern();
-        for key in self.scan(&pattern).await? {
-            let Some(host) = self.keys.frontend_host(&key).map(str::to_owned) else {
-                continue;
-            };
-            if let Some(list) = self.read_list(&key).await? {
-                if list.first().is_some_and(|id| self.owns(id)) {
-                    self.applied.insert(host, list);
-                }
-            }
-        }
-        let pattern = self.keys.tls_pattern();
-        for key in self.scan(&pattern).await? {
-            let Some(host) = self.keys.tls_host(&key).map(str::to_owned) else {
-                continue;
-            };
-            if let Some(entry) = self.read_tls(&key).await? {
-                if self.owns(&entry.owner) {
-                    self.applied_tls.insert(host, entry);
-                }
-            }
-        }
+        self.reread::<Frontends>().await?;
+        self.reread::<Certificates>().await?;
         self.apply(desired).await
     }
 
@@ -177,95 +344,54 @@ impl Store {
     /// longer desired, host by host.
     pub async fn apply(&mut self, desired: &Desired) -> Result<ApplyReport, StoreError> {
         let mut report = ApplyReport::default();
-        self.foreign
-            .retain(|h, _| desired.frontends.contains_key(h));
-        self.foreign_tls.retain(|h, _| desired.tls.contains_key(h));
-        for (host, list) in &desired.frontends {
-            if self.applied.get(host) == Some(list) || self.foreign.contains_key(host) {
-                continue;
-            }
-            match self.write_frontend(host, list).await? {
-                Outcome::Written => {
-                    report.written += 1;
-                    self.applied.insert(host.clone(), list.clone());
-                }
-                Outcome::Unchanged => {
-                    self.applied.insert(host.clone(), list.clone());
-                }
-                Outcome::Foreign => {
-                    self.applied.remove(host);
-                    self.foreign
-                        .insert(host.clone(), list.first().cloned().unwrap_or_default());
-                }
-                Outcome::Contended => report.contended += 1,
-            }
-        }
-        let stale: Vec<String> = self
-            .applied
-            .keys()
-            .filter(|h| !desired.frontends.contains_key(*h))
-            .cloned()
-            .collect();
-        for host in stale {
-            match self.delete_frontend(&host).await? {
-                Outcome::Written => {
-                    report.deleted += 1;
-                    self.applied.remove(&host);
-                }
-                Outcome::Contended => report.contended += 1,
-                _ => {
-                    self.applied.remove(&host);
-                }
-            }
-        }
-        for (host, entry) in &desired.tls {
-            if self.applied_tls.get(host) == Some(entry) || self.foreign_tls.contains_key(host) {
-                continue;
-            }
-            match self.write_tls(host, entry).await? {
-                Outcome::Written => {
-                    report.written += 1;
-                    self.applied_tls.insert(host.clone(), entry.clone());
-                }
-                Outcome::Unchanged => {
-                    self.applied_tls.insert(host.clone(), entry.clone());
-                }
-                Outcome::Foreign => {
-                    self.applied_tls.remove(host);
-                    self.foreign_tls.insert(host.clone(), entry.owner.clone());
-                }
-                Outcome::Contended => report.contended += 1,
-            }
-        }
-        let stale: Vec<String> = self
-            .applied_tls
-            .keys()
-            .filter(|h| !desired.tls.contains_key(*h))
-            .cloned()
-            .collect();
-        for host in stale {
-            match self.delete_tls(&host).await? {
-                Outcome::Written => {
-                    report.deleted += 1;
-                    self.applied_tls.remove(&host);
-                }
-                Outcome::Contended => report.contended += 1,
-                _ => {
-                    self.applied_tls.remove(&host);
-                }
-            }
-        }
-        report.foreign = self
-            .foreign
-            .iter()
-            .map(|(h, o)| (h.clone(), o.clone()))
-            .collect();
-        report.foreign_tls = self
-            .foreign_tls
-            .iter()
-            .map(|(h, o)| (h.clone(), o.clone()))
-            .collect();
+        self.reconcile::<Frontends>(&desired.frontends, &mut report)
+            .await?;
+        self.reconcile::<Certificates>(&desired.tls, &mut report)
+            .await?;
+        report.foreign = self.frontends.foreign_hosts();
+        report.foreign_tls = self.tls.foreign_hosts();
         Ok(report)
+    }
+
+    /// Reads back every key of family `F` that we own.
+    async fn reread<F: Family>(&mut self) -> Result<(), StoreError> {
+        let pattern = F::pattern(&self.keys);
+        for key in self.scan(&pattern).await? {
+            let Some(host) = F::host(&self.keys, &key).map(str::to_owned) else {
+                continue;
+            };
+            if let Some(value) = F::read(self, &key).await? {
+                if F::owner(&value).is_some_and(|o| self.owns(o)) {
+                    F::owned(self).applied.insert(host, value);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings family `F` in line with `desired`: writes each host that
+    /// differs from what we applied, deletes the owned hosts nothing wants,
+    /// and remembers the hosts someone else owns.
+    async fn reconcile<F: Family>(
+        &mut self,
+        desired: &BTreeMap<String, F::Value>,
+        report: &mut ApplyReport,
+    ) -> Result<(), StoreError> {
+        F::owned(self)
+            .foreign
+            .retain(|h, _| desired.contains_key(h));
+        for (host, value) in desired {
+            if !F::owned(self).needs_write(host, value) {
+                continue;
+            }
+            let outcome = F::write(self, host, value).await?;
+            F::owned(self).wrote(host, value, F::owner(value), outcome, report);
+        }
+        for host in F::owned(self).stale(desired) {
+            let outcome = F::delete(self, &host).await?;
+            F::owned(self).deleted(&host, outcome, report);
+        }
+        Ok(())
     }
 
     async fn scan(&mut self, pattern: &str) -> Result<Vec<String>, StoreError> {
