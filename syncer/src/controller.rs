@@ -47,57 +47,124 @@ pub struct Stores {
     pub slices: Reader<EndpointSlice>,
 }
 
-/// Starts one reflector; `synced` turns true after its first full list.
-#[allow(clippy::too_many_arguments)]
-fn reflect<K>(
-    tasks: &mut JoinSet<()>,
-    name: &'static str,
-    api: Api<K>,
-    cfg: watcher::Config,
+/// What every reflector shares: the task set it runs in, the metrics it
+/// counts into and the shutdown it stops on.
+struct Reflectors<'t> {
+    tasks: &'t mut JoinSet<()>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+}
+
+/// A started reflector: its store, and a flag that turns true after its
+/// first full list.
+struct Reflected<K: Resource<DynamicType = ()> + 'static> {
+    reader: Reader<K>,
+    synced: Arc<AtomicBool>,
+}
+
+impl Reflectors<'_> {
+    /// Starts one reflector, counted under `resource`; every change wakes
+    /// `changed`.
+    fn start<K>(
+        &mut self,
+        resource: &'static str,
+        api: Api<K>,
+        cfg: watcher::Config,
+        changed: &Arc<Notify>,
+    ) -> Reflected<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        let (reader, writer) = reflector::store::<K>();
+        let stream = watcher(api, cfg)
+            .default_backoff()
+            // Managed fields are never read: do not keep them in memory.
+            .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+            .reflect(writer);
+        let synced = Arc::new(AtomicBool::new(false));
+        self.tasks.spawn(follow(
+            stream,
+            resource,
+            changed.clone(),
+            synced.clone(),
+            self.metrics.clone(),
+            self.shutdown.clone(),
+        ));
+        Reflected { reader, synced }
+    }
+
+    /// The reflectors of the objects the translation reads, all waking
+    /// `changed`, with their `synced` flags.
+    fn world(
+        &mut self,
+        client: &Client,
+        ns: Option<&str>,
+        changed: &Arc<Notify>,
+    ) -> (Stores, Vec<Arc<AtomicBool>>) {
+        let unfiltered = watcher::Config::default;
+        let classes = self.start(
+            "ingressclasses",
+            Api::all(client.clone()),
+            unfiltered(),
+            changed,
+        );
+        let ingresses = self.start("ingresses", api(client, ns), unfiltered(), changed);
+        let services = self.start("services", api(client, ns), unfiltered(), changed);
+        let slices = self.start("endpointslices", api(client, ns), unfiltered(), changed);
+        let synced = vec![
+            classes.synced,
+            ingresses.synced,
+            services.synced,
+            slices.synced,
+        ];
+        let stores = Stores {
+            classes: classes.reader,
+            ingresses: ingresses.reader,
+            services: services.reader,
+            slices: slices.reader,
+        };
+        (stores, synced)
+    }
+}
+
+/// Drives one reflector's stream until `shutdown`: counts events and
+/// errors, wakes `changed` on every change, sets `synced` after each full
+/// list.
+async fn follow<K, S>(
+    stream: S,
+    resource: &'static str,
     changed: Arc<Notify>,
     synced: Arc<AtomicBool>,
     metrics: Metrics,
     shutdown: CancellationToken,
-) -> Reader<K>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+) where
+    S: futures_util::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
 {
-    let (reader, writer) = reflector::store::<K>();
-    let stream = watcher(api, cfg)
-        .default_backoff()
-        // Managed fields are never read: do not keep them in memory.
-        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
-        .reflect(writer);
-    tasks.spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        loop {
-            let ev = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                ev = stream.next() => ev,
-            };
-            match ev {
-                None => return,
-                Some(Ok(ev)) => {
-                    metrics.watch_events.with_label_values(&[name]).inc();
-                    match ev {
-                        watcher::Event::InitDone => {
-                            synced.store(true, Ordering::Relaxed);
-                            changed.notify_one();
-                        }
-                        watcher::Event::Apply(_) | watcher::Event::Delete(_) => {
-                            changed.notify_one()
-                        }
-                        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+    let mut stream = std::pin::pin!(stream);
+    loop {
+        let ev = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            ev = stream.next() => ev,
+        };
+        match ev {
+            None => return,
+            Some(Ok(ev)) => {
+                metrics.watch_events.with_label_values(&[resource]).inc();
+                match ev {
+                    watcher::Event::InitDone => {
+                        synced.store(true, Ordering::Relaxed);
+                        changed.notify_one();
                     }
-                }
-                Some(Err(e)) => {
-                    metrics.watch_errors.with_label_values(&[name]).inc();
-                    tracing::warn!(resource = name, error = %e, "watch error; retrying");
+                    watcher::Event::Apply(_) | watcher::Event::Delete(_) => changed.notify_one(),
+                    watcher::Event::Init | watcher::Event::InitApply(_) => {}
                 }
             }
+            Some(Err(e)) => {
+                metrics.watch_errors.with_label_values(&[resource]).inc();
+                tracing::warn!(resource, error = %e, "watch error; retrying");
+            }
         }
-    });
-    reader
+    }
 }
 
 fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
@@ -108,14 +175,6 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
-}
-
-/// Handles of a running controller, for tests and `run`.
-pub struct Running {
-    pub stores: Stores,
-    pub ready: Arc<Readiness>,
-    pub metrics: Metrics,
-    pub leader: watch::Receiver<bool>,
 }
 
 /// Runs the controller until `shutdown`. Background tasks go to `tasks`:
@@ -131,84 +190,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let changed = Arc::new(Notify::new());
-    let flags: Vec<Arc<AtomicBool>> = (0..4).map(|_| Arc::new(AtomicBool::new(false))).collect();
-    let ns = config.namespace.as_deref();
-    let stores = Stores {
-        classes: reflect(
-            tasks,
-            "ingressclasses",
-            Api::all(client.clone()),
-            watcher::Config::default(),
-            changed.clone(),
-            flags[0].clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        ),
-        ingresses: reflect(
-            tasks,
-            "ingresses",
-            api(&client, ns),
-            watcher::Config::default(),
-            changed.clone(),
-            flags[1].clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        ),
-        services: reflect(
-            tasks,
-            "services",
-            api(&client, ns),
-            watcher::Config::default(),
-            changed.clone(),
-            flags[2].clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        ),
-        slices: reflect(
-            tasks,
-            "endpointslices",
-            api(&client, ns),
-            watcher::Config::default(),
-            changed.clone(),
-            flags[3].clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        ),
+    let mut reflectors = Reflectors {
+        tasks,
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
     };
-
-    // Status and Events.
-    let (outcome_tx, outcome_rx) = watch::channel(status::Outcome::default());
-    let svc_changed = Arc::new(Notify::new());
-    let publish_svc = match &config.publish {
-        PublishStatus::Service { namespace, name } => Some(reflect(
-            tasks,
-            "publishservice",
-            Api::<Service>::namespaced(client.clone(), namespace),
-            watcher::Config::default().fields(&format!("metadata.name={name}")),
-            svc_changed.clone(),
-            Arc::new(AtomicBool::new(false)),
-            metrics.clone(),
-            shutdown.clone(),
-        )),
-        _ => None,
-    };
-    tasks.spawn(status::run(
-        client.clone(),
-        config.publish.clone(),
-        stores.ingresses.clone(),
-        publish_svc,
-        svc_changed,
-        outcome_rx,
-        leader.clone(),
-        config
-            .lease
-            .as_ref()
-            .map(|l| l.identity.clone())
-            .unwrap_or_else(|| "hipache-syncer".to_owned()),
-        metrics.clone(),
-        shutdown.clone(),
-    ));
-
+    let (stores, synced) = reflectors.world(&client, config.namespace.as_deref(), &changed);
+    let outcome = start_status(&mut reflectors, &config, &client, &stores, &leader);
     Reconciler {
         settings: Settings {
             controller: config.controller.clone(),
@@ -218,15 +206,58 @@ pub async fn run(
         config,
         client,
         stores,
-        synced: flags,
+        synced,
         metrics,
         ready,
         store: None,
         secrets: BTreeMap::new(),
-        outcome: outcome_tx,
+        outcome,
     }
     .run(changed, leader, shutdown)
     .await;
+}
+
+/// Starts the status task (and the reflector of the `--publish-service`
+/// Service); returns where each pass's outcome goes.
+fn start_status(
+    reflectors: &mut Reflectors<'_>,
+    config: &Config,
+    client: &Client,
+    stores: &Stores,
+    leader: &watch::Receiver<bool>,
+) -> watch::Sender<status::Outcome> {
+    let (outcome_tx, outcome_rx) = watch::channel(status::Outcome::default());
+    let svc_changed = Arc::new(Notify::new());
+    let publish_svc = match &config.publish {
+        PublishStatus::Service { namespace, name } => Some(
+            reflectors
+                .start(
+                    "publishservice",
+                    Api::<Service>::namespaced(client.clone(), namespace),
+                    watcher::Config::default().fields(&format!("metadata.name={name}")),
+                    &svc_changed,
+                )
+                .reader,
+        ),
+        _ => None,
+    };
+    let identity = match &config.lease {
+        Some(l) => l.identity.clone(),
+        None => "hipache-syncer".to_owned(),
+    };
+    reflectors.tasks.spawn(status::run(
+        client.clone(),
+        config.publish.clone(),
+        stores.ingresses.clone(),
+        publish_svc,
+        svc_changed,
+        outcome_rx,
+        leader.clone(),
+        identity,
+        reflectors.metrics.clone(),
+        reflectors.shutdown.clone(),
+    ));
+    outcome_tx
 }
 
 struct Reconciler {
