@@ -1,4 +1,4 @@
-//! Key and channel names.
+//! Key and channel names, and the rule that reads `hchecker_ping`.
 //!
 //! The driver URL's `#prefix` is glued in front of `frontend:` and `dead:`
 //! keys with no separator (Hipache's behaviour); the `dead` channel and
@@ -17,6 +17,24 @@ pub const HCHECKER_PING_INTERVAL_SECS: u64 = 10;
 /// While `hchecker_ping` is younger than this, proxies only publish dead
 /// events and leave the `dead:` sets to the checker (Hipache's rule).
 pub const HCHECKER_FRESH_SECS: u64 = 30;
+
+/// Whether an `hchecker_ping` value (Unix seconds, an integer or, as some
+/// checkers write it, a fraction) is younger than [`HCHECKER_FRESH_SECS`]
+/// at `now` (Unix seconds). A missing or unreadable value, or one before
+/// 1970, is not fresh: proxies then write the `dead:` sets themselves.
+pub fn hchecker_is_fresh(ping: Option<&str>, now: u64) -> bool {
+    ping.and_then(|p| p.trim().parse::<f64>().ok())
+        .is_some_and(|t| t >= 0.0 && (now as f64) - t < HCHECKER_FRESH_SECS as f64)
+}
+
+/// The clock `hchecker_ping` is written in and read against: whole Unix
+/// seconds (0 if the system clock is before 1970). The one function here
+/// that is not pure: it reads the system clock.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// Channel on which writers of `tls:` keys publish the host whose
 /// certificate changed, so proxies reload it at once.
@@ -105,6 +123,21 @@ fn glob_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hchecker_freshness() {
+        assert!(hchecker_is_fresh(Some("1000"), 1010));
+        assert!(hchecker_is_fresh(Some(" 1000.5 "), 1030));
+        assert!(!hchecker_is_fresh(Some("1000"), 1030));
+        assert!(!hchecker_is_fresh(Some("-5"), 10));
+        assert!(!hchecker_is_fresh(Some("garbage"), 1000));
+        assert!(!hchecker_is_fresh(None, 1000));
+    }
+
+    #[test]
+    fn unix_now_is_after_2024_began() {
+        assert!(unix_now() > 1_704_067_200);
+    }
 
     #[test]
     fn scan_patterns_escape_the_prefix() {

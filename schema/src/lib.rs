@@ -1,8 +1,9 @@
 //! The Hipache Redis schema: the contract between the proxy (which reads it
 //! on every request) and the syncer and redis-cli users (who write it).
 //!
-//! Nothing here does I/O. The proxy, the syncer and the tests all parse the
-//! driver URL, name keys, decode entries and format dead-mark messages
+//! Nothing here does I/O ([`keys::unix_now`] only reads the clock). The
+//! proxy, the syncer and the tests all parse the driver URL, name keys,
+//! decode entries, read `hchecker_ping` and format dead-mark messages
 //! through this crate, so the two sides cannot drift apart.
 //!
 //! # Layout
@@ -10,7 +11,8 @@
 //!   credentials, database and key prefix; its censored form for logs.
 //! - [`host`]: request host normalisation and the candidate frontend keys
 //!   (exact, wildcards, catch-all) in lookup order.
-//! - [`keys`]: key and channel names, with the driver's key prefix.
+//! - [`keys`]: key and channel names, with the driver's key prefix; when
+//!   `hchecker_ping` is fresh, and the Unix clock it is written in.
 //! - [`entry`]: a `frontend:` list decoded into an identifier and backends,
 //!   including our path-route extension.
 //! - [`backend`]: a backend URL (`http://host:port`).

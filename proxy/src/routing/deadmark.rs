@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use hipache_schema::keys::{Keys, DEAD_CHANNEL, HCHECKER_FRESH_SECS, HCHECKER_PING};
+use hipache_schema::keys::{hchecker_is_fresh, unix_now, Keys, DEAD_CHANNEL, HCHECKER_PING};
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
@@ -63,7 +63,7 @@ async fn write_mark(
     let message =
         hipache_schema::dead::message(&mark.host, &mark.backend, mark.position, mark.count);
     let ping: Option<String> = redis::cmd("GET").arg(HCHECKER_PING).query_async(c).await?;
-    if checker_is_fresh(ping.as_deref(), unix_now()) {
+    if hchecker_is_fresh(ping.as_deref(), unix_now()) {
         tracing::info!(host = %mark.host, backend = %mark.backend, "backend reported dead (health checker active)");
         return redis::cmd("PUBLISH")
             .arg(DEAD_CHANNEL)
@@ -91,30 +91,4 @@ async fn write_mark(
         .query_async(c)
         .await
         .map(|()| "written")
-}
-
-/// Whether `hchecker_ping` (Unix seconds) is younger than Hipache's 30 s.
-pub fn checker_is_fresh(ping: Option<&str>, now: u64) -> bool {
-    ping.and_then(|p| p.trim().parse::<f64>().ok())
-        .is_some_and(|t| t >= 0.0 && (now as f64) - t < HCHECKER_FRESH_SECS as f64)
-}
-
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checker_freshness() {
-        assert!(checker_is_fresh(Some("1000"), 1010));
-        assert!(!checker_is_fresh(Some("1000"), 1030));
-        assert!(!checker_is_fresh(Some("garbage"), 1000));
-        assert!(!checker_is_fresh(None, 1000));
-    }
 }
