@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 
-use super::Candidate;
+use super::route::Candidate;
 use crate::metrics::Metrics;
 
 /// The longest a remembered route is served while Redis is unreachable.

@@ -10,7 +10,8 @@ use hipache_schema::routes_file::RoutesFile;
 use hipache_schema::{candidates, Frontend};
 use parking_lot::{Mutex, RwLock};
 
-use super::{resolve, Candidate, DeadMark, Route};
+use super::deadmark::DeadMark;
+use super::route::{log_invalid_backends, resolve, Candidate, Route};
 use crate::metrics::Metrics;
 
 /// How often the file's modification time is checked.
@@ -87,7 +88,7 @@ fn load(path: &PathBuf) -> Result<Frontends, String> {
     let mut out = HashMap::new();
     for (host, list) in file.normalized() {
         if let Some(f) = Frontend::decode(&list) {
-            super::log_invalid_backends(&host, &f);
+            log_invalid_backends(&host, &f);
             out.insert(host, Arc::new(f));
         }
     }

@@ -11,8 +11,9 @@ use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
 use tokio::sync::mpsc;
 
 use super::cache::{self, Lookup, Mode, RouteCache};
+use super::deadmark::{self, DeadMark};
 use super::reader::ReadConn;
-use super::{deadmark, resolve, Candidate, DeadMark, Route};
+use super::route::{log_invalid_backends, resolve, Candidate, Route};
 use crate::config::{Config, RedisUrl, RouteCacheMode};
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
@@ -316,7 +317,7 @@ fn decode_list(host: &str, v: &Value) -> Option<Arc<Frontend>> {
         Value::Array(items) => {
             let strings: Vec<String> = items.iter().filter_map(value_string).collect();
             let frontend = Frontend::decode(&strings)?;
-            super::log_invalid_backends(host, &frontend);
+            log_invalid_backends(host, &frontend);
             Some(Arc::new(frontend))
         }
         Value::Nil => None,
