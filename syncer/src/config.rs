@@ -347,7 +347,44 @@ impl Args {
                 RedisUrl::default()
             }
         };
-        let publish = match (&self.publish_service, self.publish_address.is_empty()) {
+        let publish = self.publish_status(&mut errors);
+        let admin_address = self.parse_admin_address(&mut errors);
+        self.check_positive(&mut errors);
+        let method = self.health_method(&mut errors);
+        if !self.health_path.starts_with('/') {
+            errors.push(ConfigError::HealthPath(self.health_path.clone()));
+        }
+        if self.controller.trim().is_empty() {
+            errors.push(ConfigError::Other(
+                "--controller must not be empty".to_owned(),
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let lease = self.lease();
+        let health = self.health(method);
+        Ok(Config {
+            redis_url: redis.server_url(),
+            redis_prefix: redis.prefix.clone(),
+            redis,
+            controller: self.controller,
+            ingress_class: self.ingress_class,
+            namespace: self.namespace.filter(|n| !n.is_empty()),
+            backend_mode: self.backend_mode,
+            resync: Duration::from_secs(self.resync_seconds),
+            publish,
+            lease,
+            admin_address,
+            health,
+            log_json: self.log_json,
+            debounce: Duration::from_millis(20),
+        })
+    }
+
+    /// `--publish-service` (namespace/name) or `--publish-address`, not both.
+    fn publish_status(&self, errors: &mut Vec<ConfigError>) -> PublishStatus {
+        match (&self.publish_service, self.publish_address.is_empty()) {
             (Some(_), false) => {
                 errors.push(ConfigError::PublishBoth);
                 PublishStatus::None
@@ -372,21 +409,29 @@ impl Args {
                     .collect(),
             ),
             (None, true) => PublishStatus::None,
-        };
-        let admin_address = if self.admin_address.trim().is_empty() {
-            None
-        } else {
-            match self.admin_address.trim().parse::<SocketAddr>() {
-                Ok(a) => Some(a),
-                Err(e) => {
-                    errors.push(ConfigError::AdminAddress(
-                        self.admin_address.clone(),
-                        e.to_string(),
-                    ));
-                    None
-                }
+        }
+    }
+
+    /// `--admin-address`; empty disables the admin listener.
+    fn parse_admin_address(&self, errors: &mut Vec<ConfigError>) -> Option<SocketAddr> {
+        let addr = self.admin_address.trim();
+        if addr.is_empty() {
+            return None;
+        }
+        match addr.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                errors.push(ConfigError::AdminAddress(
+                    self.admin_address.clone(),
+                    e.to_string(),
+                ));
+                None
             }
-        };
+        }
+    }
+
+    /// Every period, timeout, threshold and TTL is above zero.
+    fn check_positive(&self, errors: &mut Vec<ConfigError>) {
         for (name, v) in [
             ("--resync-seconds", self.resync_seconds),
             ("--lease-duration-seconds", self.lease_duration_seconds),
@@ -404,44 +449,50 @@ impl Args {
                 errors.push(ConfigError::Zero(name));
             }
         }
-        let method = match http::Method::from_bytes(
-            self.health_method.trim().to_ascii_uppercase().as_bytes(),
-        ) {
+    }
+
+    /// `--health-method`, in any case.
+    fn health_method(&self, errors: &mut Vec<ConfigError>) -> http::Method {
+        let name = self.health_method.trim().to_ascii_uppercase();
+        match http::Method::from_bytes(name.as_bytes()) {
             Ok(m) => m,
             Err(_) => {
                 errors.push(ConfigError::HealthMethod(self.health_method.clone()));
                 http::Method::HEAD
             }
-        };
-        if !self.health_path.starts_with('/') {
-            errors.push(ConfigError::HealthPath(self.health_path.clone()));
         }
-        if self.controller.trim().is_empty() {
-            errors.push(ConfigError::Other(
-                "--controller must not be empty".to_owned(),
-            ));
-        }
-        if !errors.is_empty() {
-            return Err(ConfigErrors(errors));
+    }
+
+    /// The Lease settings, `None` without leader election. The identity
+    /// defaults to `$POD_NAME`, then `$HOSTNAME`, then one with our pid.
+    fn lease(&self) -> Option<LeaseConfig> {
+        if self.no_leader_election {
+            return None;
         }
         let identity = self
             .identity
+            .clone()
             .or_else(|| std::env::var("POD_NAME").ok())
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| format!("hipache-syncer-{}", std::process::id()));
-        let lease = (!self.no_leader_election).then(|| LeaseConfig {
-            name: self.lease_name,
+        Some(LeaseConfig {
+            name: self.lease_name.clone(),
             namespace: self
                 .lease_namespace
+                .clone()
                 .or_else(|| std::env::var("POD_NAMESPACE").ok())
                 .unwrap_or_else(|| "default".to_owned()),
             identity,
             duration: Duration::from_secs(self.lease_duration_seconds),
-        });
-        let health = (!self.no_health_checks).then(|| HealthConfig {
+        })
+    }
+
+    /// The active health-check settings, `None` when they are disabled.
+    fn health(&self, method: http::Method) -> Option<HealthConfig> {
+        (!self.no_health_checks).then(|| HealthConfig {
             method,
-            path: self.health_path,
-            host: self.health_host,
+            path: self.health_path.clone(),
+            host: self.health_host.clone(),
             interval: Duration::from_millis(self.health_interval_ms),
             connect_timeout: Duration::from_millis(self.health_connect_timeout_ms),
             timeout: Duration::from_millis(self.health_timeout_ms),
@@ -449,22 +500,6 @@ impl Args {
             rise: self.health_rise,
             dead_ttl: Duration::from_secs(self.dead_ttl_seconds),
             concurrency: DEFAULT_HEALTH_CONCURRENCY,
-        });
-        Ok(Config {
-            redis_url: redis.server_url(),
-            redis_prefix: redis.prefix.clone(),
-            redis,
-            controller: self.controller,
-            ingress_class: self.ingress_class,
-            namespace: self.namespace.filter(|n| !n.is_empty()),
-            backend_mode: self.backend_mode,
-            resync: Duration::from_secs(self.resync_seconds),
-            publish,
-            lease,
-            admin_address,
-            health,
-            log_json: self.log_json,
-            debounce: Duration::from_millis(20),
         })
     }
 }
