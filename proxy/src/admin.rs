@@ -15,20 +15,21 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use crate::forward::Shared;
+use crate::metrics::Metrics;
+use crate::routing::RouteStore;
 
-/// Readiness inputs that are not in [`Shared`].
-#[derive(Debug, Default)]
-pub struct State {
-    /// Set when SIGTERM starts the drain: Kubernetes stops sending traffic
-    /// before connections are closed.
-    pub draining: AtomicBool,
-}
-
-/// Serves the admin endpoints until the task is dropped.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, state: Arc<State>) {
+/// Serves the admin endpoints until the task is dropped: the metrics (with
+/// the route store's gauges), and readiness from the route store and
+/// `draining` (set when SIGTERM starts the drain, so that Kubernetes stops
+/// sending traffic before connections are closed).
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    store: Arc<RouteStore>,
+    draining: Arc<AtomicBool>,
+) {
     serve_with(listener, move |req| {
-        let resp = answer(&shared, &state, &req);
+        let resp = answer(&metrics, &store, &draining, &req);
         async move { resp }
     })
     .await
@@ -60,20 +61,25 @@ where
     }
 }
 
-fn answer(shared: &Shared, state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn answer(
+    metrics: &Metrics,
+    store: &RouteStore,
+    draining: &AtomicBool,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
     }
     match req.uri().path() {
         "/metrics" => {
-            shared.store.refresh_gauges();
-            exposition(shared.metrics.render())
+            store.refresh_gauges();
+            exposition(metrics.render())
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
-            if state.draining.load(Ordering::Acquire) {
+            if draining.load(Ordering::Acquire) {
                 text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-            } else if !shared.store.is_ready() {
+            } else if !store.is_ready() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "routes not readable\n")
             } else {
                 text(StatusCode::OK, "ready\n")

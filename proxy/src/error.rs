@@ -1,5 +1,5 @@
 //! Request errors: who failed, the status code the client gets, whether a
-//! retry is safe, and the error pages.
+//! retry is safe, and the error pages; and why a proxy could not start.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -119,6 +119,22 @@ impl From<&ProxyError> for StatusCode {
     fn from(e: &ProxyError) -> Self {
         e.status()
     }
+}
+
+/// Why a proxy could not start: every cause names what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("route store: {0}")]
+    Routes(String),
+    #[error("access log: {0}")]
+    AccessLog(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Error pages: `<staticDir>/error_<code>.html`, else

@@ -203,12 +203,7 @@ fn through_the_proxy(req: Request<()>) -> Result<http::request::Parts, crate::er
     let raw_host = authority::routing_host(&req)?.to_owned();
     hipache_schema::normalize_host(&raw_host)?;
     let target::Target { normalized, .. } = target::check(&req, None)?;
-    let upgrade = upgrade::requested(req.headers(), &config.upgrade_protocols);
-    if let Some(u) = &upgrade {
-        if upgrade::is_websocket(u) {
-            upgrade::check_websocket_request(req.method(), req.version(), req.headers())?;
-        }
-    }
+    let upgrade = upgrade::Requested::of(&req, &config.upgrade_protocols)?;
     let peer: SocketAddr = "203.0.113.9:4000"
         .parse()
         .map_err(|_| crate::error::ProxyError::NoHost)?;
@@ -217,7 +212,8 @@ fn through_the_proxy(req: Request<()>) -> Result<http::request::Parts, crate::er
         .map_err(|_| crate::error::ProxyError::NoHost)?;
     let conn = ConnInfo::new(peer, local, false, &config);
     let (mut parts, ()) = req.into_parts();
-    headers::upstream_head(&mut parts, normalized, upgrade, true, conn.forwarded(true));
+    let protocol = upgrade.as_ref().map(|u| &u.protocol);
+    headers::upstream_head(&mut parts, normalized, protocol, true, conn.forwarded(true));
     Ok(parts)
 }
 

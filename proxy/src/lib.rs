@@ -8,13 +8,18 @@
 //! - [`config`]: config.json (both Hipache layouts, JSON or YAML) into one
 //!   validated [`config::Config`].
 //! - [`cli`]: command-line flags and their environment fallbacks.
+//! - [`shared`]: the composition root: what every request needs (config,
+//!   metrics, route store, backend pool, error pages, access log), built
+//!   once.
 //! - [`server`]: listeners, the accept loop and client connections.
 //! - [`routing`]: the route store (Redis or a routes file): host to
 //!   frontend, backends and dead marks; the route cache and its modes.
 //! - [`upstream`]: backend choice, dead marks, the connection pool.
-//! - [`forward`]: one request forwarded: headers, retries, debug headers,
-//!   upgrades (WebSocket).
-//! - [`error`]: request errors, their status codes and error pages.
+//! - [`forward`]: one request, as named steps: route, attempt (backend
+//!   choice, retries, dead marks), respond (debug headers, tunnels); the
+//!   headers a backend is told, upgrades (WebSocket).
+//! - [`error`]: request errors, their status codes and error pages;
+//!   start-up errors.
 //! - [`accesslog`]: the nginx-style access log, written off the request path.
 //! - [`tls`]: rustls: SNI certificates (directory and Redis, reloaded),
 //!   listener and backend TLS configurations.
@@ -36,6 +41,7 @@ pub mod metrics;
 pub mod process;
 pub mod routing;
 pub mod server;
+pub mod shared;
 pub mod shutdown;
 pub mod tls;
 pub mod upstream;

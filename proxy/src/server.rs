@@ -21,6 +21,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,17 +33,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::accesslog::AccessLog;
 use tracing::Instrument;
 
 use crate::admin;
 use crate::config::{Config, Driver};
-use crate::error::ErrorPages;
-use crate::forward::{self, ConnInfo, Shared};
-use crate::metrics::Metrics;
-use crate::routing::RouteStore;
+use crate::error::StartError;
+use crate::forward::{self, ConnInfo};
+use crate::shared::Shared;
 use crate::tls;
-use crate::upstream::{Pool, PoolConfig};
 
 /// Pending connections the kernel queues per listener.
 pub const BACKLOG: i32 = 4096;
@@ -75,21 +73,6 @@ pub struct Proxy {
 struct Listener {
     tcp: TcpListener,
     tls: Option<TlsAcceptor>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("route store: {0}")]
-    Routes(String),
-    #[error("access log: {0}")]
-    AccessLog(std::io::Error),
-    #[error("TLS: {0}")]
-    Tls(String),
 }
 
 /// Listening sockets, bound but not yet served: what the master of a
@@ -149,14 +132,6 @@ impl Proxy {
             listeners.push(Listener { tcp: l, tls: None });
         }
         let (certs, https_addrs) = bind_https(&mut config, bound.https, &mut listeners)?;
-        let backend_tls =
-            tls::client_config(config.backend_ca.as_deref(), config.backend_tls_verify)
-                .map_err(|e| StartError::Tls(format!("server.backendCa: {e}")))?;
-        if !config.backend_tls_verify {
-            tracing::warn!(
-                "server.backendTlsVerify is false: https:// backends are not authenticated"
-            );
-        }
         let (admin, admin_addr) = match bound.admin {
             Some(l) => {
                 let addr = config.admin.unwrap_or(UNSPECIFIED);
@@ -168,31 +143,7 @@ impl Proxy {
             }
             None => (None, None),
         };
-        let metrics = Arc::new(Metrics::new(config.metrics_per_frontend));
-        let store = RouteStore::open(&config, metrics.clone())
-            .await
-            .map_err(StartError::Routes)?;
-        let access_log = match &config.access_log {
-            Some(target) => Some(AccessLog::open(target).map_err(StartError::AccessLog)?),
-            None => None,
-        };
-        let pool = Pool::new(PoolConfig {
-            max_sockets: config.max_sockets,
-            connect_timeout: config.connect_timeout,
-            queue_timeout: config.max_sockets_wait,
-            keep_alive: config.http_keep_alive,
-            tls: backend_tls,
-        });
-        let pages = ErrorPages::new(config.static_dir.clone());
-        let shared = Arc::new(Shared {
-            config,
-            metrics,
-            store,
-            pool,
-            pages,
-            access_log,
-            tunnel_close: tokio::sync::watch::channel(false).0,
-        });
+        let shared = Arc::new(Shared::build(config).await?);
         Ok(Self {
             shared,
             listeners,
@@ -230,10 +181,15 @@ impl Proxy {
         let graceful = Arc::new(GracefulShutdown::new());
         let builder = Arc::new(connection_builder(&self.shared.config));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let admin_state = Arc::new(admin::State::default());
+        let draining = Arc::new(AtomicBool::new(false));
         let admin_task = self.admin.map(|l| {
             tracing::info!(address = %self.admin_addr.map(|a| a.to_string()).unwrap_or_default(), "listening (admin)");
-            tokio::spawn(admin::serve(l, self.shared.clone(), admin_state.clone()))
+            tokio::spawn(admin::serve(
+                l,
+                self.shared.metrics.clone(),
+                self.shared.store.clone(),
+                draining.clone(),
+            ))
         });
         let mut accepts = Vec::new();
         for listener in self.listeners {
@@ -252,9 +208,7 @@ impl Proxy {
             )));
         }
         shutdown.await;
-        admin_state
-            .draining
-            .store(true, std::sync::atomic::Ordering::Release);
+        draining.store(true, Ordering::Release);
         tracing::info!("shutting down: no longer accepting; draining connections");
         let _ = stop_tx.send(true);
         for a in accepts {

@@ -100,7 +100,7 @@ fn is_spoofable(name: &HeaderName) -> bool {
 pub fn upstream_head(
     parts: &mut http::request::Parts,
     normalized: Option<PathAndQuery>,
-    upgrade: Option<HeaderValue>,
+    upgrade: Option<&HeaderValue>,
     keep_alive: bool,
     forwarded: Forwarded,
 ) {
@@ -124,10 +124,8 @@ pub fn upstream_head(
     }));
     parts.uri = Uri::from_parts(origin).unwrap_or_else(|_| Uri::from_static("/"));
     parts.version = Version::HTTP_11;
-    strip_hop_by_hop(&mut parts.headers);
-    if let Some(u) = upgrade {
-        super::upgrade::restore(&mut parts.headers, u);
-    } else if !keep_alive {
+    strip_hop_by_hop_but(&mut parts.headers, upgrade);
+    if upgrade.is_none() && !keep_alive {
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -150,6 +148,16 @@ pub fn chunked_only(headers: &HeaderMap) -> bool {
     match codings.next() {
         None => true,
         Some(first) => first.eq_ignore_ascii_case(b"chunked") && codings.next().is_none(),
+    }
+}
+
+/// Removes hop-by-hop headers; those of a relayed upgrade
+/// (`Connection: upgrade` and `Upgrade: <kept>`) are put back.
+pub fn strip_hop_by_hop_but(headers: &mut HeaderMap, kept: Option<&HeaderValue>) {
+    strip_hop_by_hop(headers);
+    if let Some(protocol) = kept {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol.clone());
     }
 }
 

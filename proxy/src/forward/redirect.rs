@@ -12,7 +12,8 @@
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use super::{ConnInfo, ProxyBody, Shared};
+use super::{ConnInfo, ProxyBody};
+use crate::shared::Shared;
 
 /// Path prefix of ACME HTTP-01 challenges.
 const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";

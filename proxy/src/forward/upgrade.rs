@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use data_encoding::BASE64;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Version};
+use http::{Method, Request, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
@@ -73,6 +73,48 @@ pub fn same_protocol(requested: &HeaderValue, switched: Option<&HeaderValue>) ->
             .trim_ascii()
             .eq_ignore_ascii_case(requested.as_bytes().trim_ascii())
     })
+}
+
+/// An upgrade a client asked for that will be relayed (see [`requested`]),
+/// its WebSocket handshake checked.
+#[derive(Debug, Clone)]
+pub struct Requested {
+    /// The `Upgrade` value, as the client sent it.
+    pub protocol: HeaderValue,
+    /// A WebSocket handshake's key, which the backend's `101` must answer.
+    websocket_key: Option<HeaderValue>,
+}
+
+impl Requested {
+    /// The relayed upgrade of `req`, if any; a WebSocket handshake that
+    /// does not check out is the error (see [`check_websocket_request`]).
+    pub fn of<B>(req: &Request<B>, allowed: &[String]) -> Result<Option<Self>, ProxyError> {
+        let Some(protocol) = requested(req.headers(), allowed) else {
+            return Ok(None);
+        };
+        let websocket_key = match is_websocket(&protocol) {
+            true => Some(check_websocket_request(
+                req.method(),
+                req.version(),
+                req.headers(),
+            )?),
+            false => None,
+        };
+        Ok(Some(Self {
+            protocol,
+            websocket_key,
+        }))
+    }
+
+    /// Whether a backend's `101` answers this upgrade: the same protocol
+    /// and, for WebSocket, the accept key of the client's key.
+    pub fn switched_by(&self, response: &HeaderMap) -> bool {
+        same_protocol(&self.protocol, response.get(header::UPGRADE))
+            && self
+                .websocket_key
+                .as_ref()
+                .is_none_or(|k| accepts(k, response))
+    }
 }
 
 /// The headers of a WebSocket opening handshake (RFC 6455 §4).
@@ -135,12 +177,6 @@ pub fn accepts(key: &HeaderValue, response: &HeaderMap) -> bool {
     let expected = BASE64.encode(&sha.finalize());
     single(response, &SEC_WEBSOCKET_ACCEPT)
         .is_some_and(|v| v.as_bytes().trim_ascii() == expected.as_bytes())
-}
-
-/// Puts the upgrade headers back on a request after hop-by-hop removal.
-pub fn restore(headers: &mut HeaderMap, upgrade: HeaderValue) {
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, upgrade);
 }
 
 /// What a finished tunnel reports.

@@ -22,7 +22,8 @@ use tokio::time::Instant;
 use super::admin::{MasterMetrics, MasterState};
 use super::{memory, worker};
 use crate::config::Config;
-use crate::server::{Listeners, StartError};
+use crate::error::StartError;
+use crate::server::Listeners;
 
 /// Shortest time between two starts of a worker in one slot: a worker that
 /// crashes at once is restarted at most this often.
