@@ -26,9 +26,9 @@ use std::sync::Arc;
 
 use hipache_schema::entry::SYNCER_IDENTIFIER_PREFIX;
 use hipache_schema::{BackendEntry, PathMatch};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass, ServiceBackendPort};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::config::BackendMode;
@@ -263,7 +263,23 @@ struct Valid<'a> {
 /// and skipped; they never stop the others.
 pub fn compute(world: &World, s: &Settings) -> Desired {
     let mut out = Desired::default();
+    let valid = validate_ours(world, s, &mut out.reports);
     let index = Index::new(world);
+    let mut claims = Claims::default();
+    for v in &valid {
+        out.ingresses.insert(v.rank.key.clone());
+        claims.routes(v, &index, s.backend_mode, &mut out.reports);
+        claims.tls(v, &world.secrets, &mut out);
+    }
+    out.frontends = claims.frontends();
+    out.reports.sort();
+    out.reports.dedup();
+    out
+}
+
+/// The Ingresses of our class that validate, oldest first; the others are
+/// reported as invalid.
+fn validate_ours<'w>(world: &'w World, s: &Settings, reports: &mut Vec<Report>) -> Vec<Valid<'w>> {
     let mut valid: Vec<Valid<'_>> = Vec::new();
     for ing in &world.ingresses {
         if !is_ours(ing, &world.classes, s) {
@@ -274,7 +290,7 @@ pub fn compute(world: &World, s: &Settings) -> Desired {
         };
         match validate(ing, key.clone()) {
             Ok(v) => valid.push(v),
-            Err(message) => out.reports.push(Report {
+            Err(message) => reports.push(Report {
                 ingress: key,
                 kind: ReportKind::Invalid,
                 message,
@@ -282,35 +298,45 @@ pub fn compute(world: &World, s: &Settings) -> Desired {
         }
     }
     valid.sort_by(|a, b| a.rank.cmp(&b.rank));
+    valid
+}
 
-    // host → route key (None: plain) → (rule, winner rank, urls)
-    type Routes<'r> = BTreeMap<Option<(String, bool)>, (Option<PathMatch>, &'r Rank, Vec<String>)>;
-    let mut hosts: BTreeMap<String, Routes<'_>> = BTreeMap::new();
-    let mut tls_winner: BTreeMap<String, &Rank> = BTreeMap::new();
-    for v in &valid {
-        out.ingresses.insert(v.rank.key.clone());
+/// The rules of one frontend host: route key (`None`: plain) → (rule,
+/// winner rank, backend URLs).
+type HostRoutes<'v> = BTreeMap<Option<(String, bool)>, (Option<PathMatch>, &'v Rank, Vec<String>)>;
+
+/// Who holds each host and path, and each TLS host: the first Ingress to
+/// claim it, as Ingresses claim in rank order (oldest first).
+#[derive(Default)]
+struct Claims<'v> {
+    hosts: BTreeMap<String, HostRoutes<'v>>,
+    tls: BTreeMap<String, &'v Rank>,
+}
+
+impl<'v> Claims<'v> {
+    /// Claims the routes of `v`. A host and path held by an older Ingress
+    /// is a conflict; a missing Service keeps the rule without backends.
+    fn routes(
+        &mut self,
+        v: &'v Valid<'_>,
+        index: &Index<'_>,
+        mode: BackendMode,
+        reports: &mut Vec<Report>,
+    ) {
         for r in &v.routes {
-            let routes = hosts.entry(r.host.clone()).or_default();
+            let routes = self.hosts.entry(r.host.clone()).or_default();
             let rkey = route_key(r.path.as_ref());
             if let Some((_, winner, _)) = routes.get(&rkey) {
                 if winner.key != v.rank.key {
-                    out.reports.push(Report {
-                        ingress: v.rank.key.clone(),
-                        kind: ReportKind::Conflict,
-                        message: format!(
-                            "host {} path {} is already served by the older Ingress {}",
-                            r.host,
-                            describe_path(r.path.as_ref()),
-                            winner.key
-                        ),
-                    });
+                    let what = format!("host {} path {}", r.host, describe_path(r.path.as_ref()));
+                    reports.push(conflict(&v.rank.key, &what, &winner.key));
                 }
                 continue;
             }
-            let urls = match index.resolve(&v.rank.key.namespace, r.backend, s.backend_mode) {
+            let urls = match index.resolve(&v.rank.key.namespace, r.backend, mode) {
                 Ok(urls) => urls,
                 Err(message) => {
-                    out.reports.push(Report {
+                    reports.push(Report {
                         ingress: v.rank.key.clone(),
                         kind: ReportKind::MissingService,
                         message,
@@ -320,24 +346,23 @@ pub fn compute(world: &World, s: &Settings) -> Desired {
             };
             routes.insert(rkey, (r.path.clone(), &v.rank, urls));
         }
+    }
+
+    /// Claims the TLS hosts of `v` into `out.tls`. A TLS host held by an
+    /// older Ingress is a conflict; one whose Secret is missing stays free.
+    fn tls(&mut self, v: &'v Valid<'_>, secrets: &BTreeMap<ObjectKey, TlsPair>, out: &mut Desired) {
         for (host, secret) in &v.tls {
-            if let Some(winner) = tls_winner.get(host) {
+            if let Some(winner) = self.tls.get(host) {
                 if winner.key != v.rank.key {
-                    out.reports.push(Report {
-                        ingress: v.rank.key.clone(),
-                        kind: ReportKind::Conflict,
-                        message: format!(
-                            "TLS host {host} is already served by the older Ingress {}",
-                            winner.key
-                        ),
-                    });
+                    let what = format!("TLS host {host}");
+                    out.reports.push(conflict(&v.rank.key, &what, &winner.key));
                 }
                 continue;
             }
             let skey = ObjectKey::new(v.rank.key.namespace.clone(), secret.clone());
-            match world.secrets.get(&skey) {
+            match secrets.get(&skey) {
                 Some(pair) => {
-                    tls_winner.insert(host.clone(), &v.rank);
+                    self.tls.insert(host.clone(), &v.rank);
                     out.tls.insert(
                         host.clone(),
                         TlsEntry {
@@ -358,25 +383,38 @@ pub fn compute(world: &World, s: &Settings) -> Desired {
         }
     }
 
-    for (host, routes) in hosts {
-        let Some(owner) = routes.values().map(|(_, rank, _)| *rank).min() else {
-            continue;
-        };
-        let mut list = vec![owner.key.identifier()];
-        // BTreeMap order: None (plain) first, then rules by path and kind.
-        for (path, _, urls) in routes.values() {
-            if urls.is_empty() {
-                list.push(BackendEntry::encode(path.as_ref(), NO_ENDPOINTS));
+    /// One list per host: the identifier of the oldest Ingress contributing
+    /// to it, then the backends of each rule.
+    fn frontends(self) -> BTreeMap<String, Vec<String>> {
+        let mut frontends = BTreeMap::new();
+        for (host, routes) in self.hosts {
+            let Some(owner) = routes.values().map(|(_, rank, _)| *rank).min() else {
+                continue;
+            };
+            let mut list = vec![owner.key.identifier()];
+            // BTreeMap order: None (plain) first, then rules by path and kind.
+            for (path, _, urls) in routes.values() {
+                if urls.is_empty() {
+                    list.push(BackendEntry::encode(path.as_ref(), NO_ENDPOINTS));
+                }
+                for url in urls {
+                    list.push(BackendEntry::encode(path.as_ref(), url));
+                }
             }
-            for url in urls {
-                list.push(BackendEntry::encode(path.as_ref(), url));
-            }
+            frontends.insert(host, list);
         }
-        out.frontends.insert(host, list);
+        frontends
     }
-    out.reports.sort();
-    out.reports.dedup();
-    out
+}
+
+/// The report of an Ingress that claims `what` (a host and path, or a TLS
+/// host) already held by the older `winner`.
+fn conflict(ingress: &ObjectKey, what: &str, winner: &ObjectKey) -> Report {
+    Report {
+        ingress: ingress.clone(),
+        kind: ReportKind::Conflict,
+        message: format!("{what} is already served by the older Ingress {winner}"),
+    }
 }
 
 /// An ordered key for a path rule: by path, Prefix before Exact.
@@ -564,23 +602,12 @@ impl<'a> Index<'a> {
             return Err(format!("Service {ns}/{} not found", sb.name));
         };
         let want = sb.port.as_ref();
-        let ports = svc.spec.as_ref().and_then(|s| s.ports.as_ref());
-        let sp = ports.into_iter().flatten().find(|p| match want {
-            Some(w) => match (&w.name, w.number) {
-                (Some(n), _) => p.name.as_deref() == Some(n.as_str()),
-                (None, Some(n)) => p.port == n,
-                _ => false,
-            },
-            None => false,
-        });
-        let spec = svc.spec.as_ref();
-        let ty = spec.and_then(|s| s.type_.as_deref()).unwrap_or("ClusterIP");
-        if ty == "ExternalName" {
-            // The Ingress port is the port on the external name.
-            let port = want.and_then(|w| w.number).or(sp.map(|p| p.port));
-            return match (spec.and_then(|s| s.external_name.as_deref()), port) {
-                (Some(name), Some(port)) => Ok(vec![url("http", name, port)]),
-                _ => Err(format!(
+        let sp = service_port(svc, want);
+        let ty = svc.spec.as_ref().and_then(|s| s.type_.as_deref());
+        if ty.unwrap_or("ClusterIP") == "ExternalName" {
+            return match external_name_url(svc, want, sp) {
+                Some(url) => Ok(vec![url]),
+                None => Err(format!(
                     "ExternalName Service {ns}/{} has no name or port",
                     sb.name
                 )),
@@ -594,29 +621,28 @@ impl<'a> Index<'a> {
                     .unwrap_or_default()
             ));
         };
-        let scheme =
-            if sp.app_protocol.as_deref() == Some("https") || sp.name.as_deref() == Some("https") {
-                "https"
-            } else {
-                "http"
-            };
+        let scheme = port_scheme(sp);
         if mode == BackendMode::ClusterIp {
-            if let Some(ip) = spec
-                .and_then(|s| s.cluster_ip.as_deref())
-                .filter(|ip| !ip.is_empty() && *ip != "None")
-            {
+            if let Some(ip) = cluster_ip(svc) {
                 return Ok(vec![url(scheme, ip, sp.port)]);
             }
             // Headless Service: fall back to its endpoints.
         }
         let port_name = sp.name.as_deref().unwrap_or("");
+        Ok(self.ready_endpoints(ns, &sb.name, port_name, scheme))
+    }
+
+    /// The URLs of the ready endpoints of Service `ns/service` on the
+    /// EndpointSlice port named `port_name` (sorted, deduplicated).
+    fn ready_endpoints(
+        &self,
+        ns: &str,
+        service: &str,
+        port_name: &str,
+        scheme: &str,
+    ) -> Vec<String> {
         let mut urls = BTreeSet::new();
-        for slice in self
-            .slices
-            .get(&(ns, sb.name.as_str()))
-            .into_iter()
-            .flatten()
-        {
+        for slice in self.slices.get(&(ns, service)).into_iter().flatten() {
             let Some(port) = slice
                 .ports
                 .iter()
@@ -640,8 +666,49 @@ impl<'a> Index<'a> {
                 }
             }
         }
-        Ok(urls.into_iter().collect())
+        urls.into_iter().collect()
     }
+}
+
+/// The Service port an Ingress backend names, by name or by number.
+fn service_port<'s>(
+    svc: &'s Service,
+    want: Option<&ServiceBackendPort>,
+) -> Option<&'s ServicePort> {
+    let want = want?;
+    let ports = svc.spec.as_ref()?.ports.as_ref()?;
+    ports.iter().find(|p| match (&want.name, want.number) {
+        (Some(n), _) => p.name.as_deref() == Some(n.as_str()),
+        (None, Some(n)) => p.port == n,
+        _ => false,
+    })
+}
+
+/// The URL of an ExternalName Service: the external name, on the Ingress's
+/// port number (the port on the external name), else the Service port's.
+fn external_name_url(
+    svc: &Service,
+    want: Option<&ServiceBackendPort>,
+    sp: Option<&ServicePort>,
+) -> Option<String> {
+    let port = want.and_then(|w| w.number).or(sp.map(|p| p.port))?;
+    let name = svc.spec.as_ref()?.external_name.as_deref()?;
+    Some(url("http", name, port))
+}
+
+/// `https` for a Service port whose appProtocol or name says so, else `http`.
+fn port_scheme(sp: &ServicePort) -> &'static str {
+    if sp.app_protocol.as_deref() == Some("https") || sp.name.as_deref() == Some("https") {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// A Service's cluster IP; `None` for a headless Service.
+fn cluster_ip(svc: &Service) -> Option<&str> {
+    let ip = svc.spec.as_ref()?.cluster_ip.as_deref()?;
+    (!ip.is_empty() && ip != "None").then_some(ip)
 }
 
 fn url(scheme: &str, host: &str, port: i32) -> String {
