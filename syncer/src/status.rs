@@ -100,14 +100,25 @@ pub async fn run(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: FIELD_MANAGER.to_owned(),
-            instance: Some(identity),
-        },
-    );
-    let mut reported: BTreeSet<Report> = BTreeSet::new();
+    let mut events = Events {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.to_owned(),
+                instance: Some(identity),
+            },
+        ),
+        ingresses: ingresses.clone(),
+        metrics: metrics.clone(),
+        reported: BTreeSet::new(),
+    };
+    let status = LoadBalancerStatus {
+        client,
+        publish,
+        ingresses,
+        publish_svc,
+        metrics,
+    };
     let mut retry = false;
     loop {
         tokio::select! {
@@ -116,7 +127,7 @@ pub async fn run(
             r = leader.changed() => {
                 if r.is_err() { return }
                 // A new term reports everything again.
-                reported.clear();
+                events.reported.clear();
             }
             _ = svc_changed.notified() => {}
             _ = tokio::time::sleep(RETRY), if retry => {}
@@ -125,18 +136,35 @@ pub async fn run(
             continue;
         }
         let current = outcome.borrow().clone();
-        retry = false;
+        let events_done = events.publish(&current.reports).await;
+        let status_done = status.update(&current.ingresses).await;
+        retry = !(events_done && status_done);
+    }
+}
 
-        // Events, once per problem per term; a problem that goes away and
-        // comes back is reported again.
-        let now: BTreeSet<Report> = current.reports.iter().cloned().collect();
-        reported.retain(|r| now.contains(r));
+/// Warning Events on reported Ingresses.
+struct Events {
+    recorder: Recorder,
+    ingresses: Store<Ingress>,
+    metrics: Metrics,
+    /// Problems published in this term.
+    reported: BTreeSet<Report>,
+}
+
+impl Events {
+    /// Publishes each problem once per term; a problem that goes away and
+    /// comes back is reported again. `false`: one failed (retried later).
+    async fn publish(&mut self, reports: &[Report]) -> bool {
+        let now: BTreeSet<Report> = reports.iter().cloned().collect();
+        self.reported.retain(|r| now.contains(r));
+        let mut done = true;
         for r in &now {
-            if reported.contains(r) {
+            if self.reported.contains(r) {
                 continue;
             }
-            let Some(ing) =
-                ingresses.get(&ObjectRef::new(&r.ingress.name).within(&r.ingress.namespace))
+            let Some(ing) = self
+                .ingresses
+                .get(&ObjectRef::new(&r.ingress.name).within(&r.ingress.namespace))
             else {
                 continue;
             };
@@ -147,27 +175,49 @@ pub async fn run(
                 action: "Sync".to_owned(),
                 secondary: None,
             };
-            match recorder.publish(&ev, &ing.object_ref(&())).await {
+            match self.recorder.publish(&ev, &ing.object_ref(&())).await {
                 Ok(()) => {
-                    metrics.events.inc();
-                    reported.insert(r.clone());
+                    self.metrics.events.inc();
+                    self.reported.insert(r.clone());
                 }
                 Err(e) => {
                     tracing::warn!(ingress = %r.ingress, error = %e, "cannot publish event");
-                    retry = true;
+                    done = false;
                 }
             }
         }
+        done
+    }
+}
 
-        if publish == PublishStatus::None {
-            continue;
+/// Ingress `status.loadBalancer`, from the configured addresses.
+struct LoadBalancerStatus {
+    client: Client,
+    publish: PublishStatus,
+    ingresses: Store<Ingress>,
+    /// The `--publish-service` Service, when that is the source.
+    publish_svc: Option<Store<Service>>,
+    metrics: Metrics,
+}
+
+impl LoadBalancerStatus {
+    /// Patches each of `keys` whose status differs from the addresses to
+    /// publish. `false`: a patch failed (retried later).
+    async fn update(&self, keys: &BTreeSet<ObjectKey>) -> bool {
+        if self.publish == PublishStatus::None {
+            return true;
         }
-        let svc = publish_svc
+        let svc = self
+            .publish_svc
             .as_ref()
             .and_then(|s| s.state().into_iter().next());
-        let want = addresses(&publish, svc.as_deref());
-        for key in &current.ingresses {
-            let Some(ing) = ingresses.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
+        let want = addresses(&self.publish, svc.as_deref());
+        let mut done = true;
+        for key in keys {
+            let Some(ing) = self
+                .ingresses
+                .get(&ObjectRef::new(&key.name).within(&key.namespace))
+            else {
                 continue;
             };
             let have = ing
@@ -179,27 +229,36 @@ pub async fn run(
             if have == want {
                 continue;
             }
-            let api: Api<Ingress> = Api::namespaced(client.clone(), &key.namespace);
-            let patch = json!({
-                "apiVersion": "networking.k8s.io/v1",
-                "kind": "Ingress",
-                "status": {"loadBalancer": {"ingress": want}},
-            });
-            match api
-                .patch_status(
-                    &key.name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&patch),
-                )
-                .await
-            {
-                Ok(_) => metrics.status_updates.inc(),
+            match self.patch(key, &want).await {
+                Ok(()) => self.metrics.status_updates.inc(),
                 Err(e) => {
                     tracing::warn!(ingress = %key, error = %e, "cannot update status");
-                    retry = true;
+                    done = false;
                 }
             }
         }
+        done
+    }
+
+    /// Server-side apply of one Ingress's `status.loadBalancer.ingress`.
+    async fn patch(
+        &self,
+        key: &ObjectKey,
+        want: &[IngressLoadBalancerIngress],
+    ) -> Result<(), kube::Error> {
+        let api: Api<Ingress> = Api::namespaced(self.client.clone(), &key.namespace);
+        let patch = json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "status": {"loadBalancer": {"ingress": want}},
+        });
+        api.patch_status(
+            &key.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        Ok(())
     }
 }
 
