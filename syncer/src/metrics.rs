@@ -11,6 +11,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -76,95 +77,113 @@ impl Default for Metrics {
     }
 }
 
+/// Buckets of `hipache_syncer_sync_duration_seconds`: from a pass that
+/// writes nothing (a millisecond) to a resync of a large Redis (seconds).
+const SYNC_DURATION_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
+
+/// Creates metrics and registers them in one registry.
+struct Register<'r>(&'r Registry);
+
+// The definitions are constants: an invalid or duplicate one is a bug that
+// the metric-name test shows at once.
+#[allow(clippy::expect_used)]
+impl Register<'_> {
+    fn add<C: Collector + Clone + 'static>(&self, metric: C) -> C {
+        self.0
+            .register(Box::new(metric.clone()))
+            .expect("unique name");
+        metric
+    }
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help).expect("valid counter"))
+    }
+
+    fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter"))
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help).expect("valid gauge"))
+    }
+
+    fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.add(Histogram::with_opts(opts).expect("valid histogram"))
+    }
+}
+
 impl Metrics {
-    #[allow(clippy::expect_used)] // constant, valid metric definitions
     pub fn new() -> Self {
         let registry = Registry::new();
-        let counter = |n: &str, h: &str| {
-            let c = IntCounter::new(n, h).expect("valid counter");
-            registry.register(Box::new(c.clone())).expect("unique name");
-            c
-        };
-        let counter_vec = |n: &str, h: &str, l: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(n, h), l).expect("valid counter");
-            registry.register(Box::new(c.clone())).expect("unique name");
-            c
-        };
-        let gauge = |n: &str, h: &str| {
-            let g = IntGauge::new(n, h).expect("valid gauge");
-            registry.register(Box::new(g.clone())).expect("unique name");
-            g
-        };
-        let sync_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "hipache_syncer_sync_duration_seconds",
-                "Time of one reconcile pass (translate and write)",
-            )
-            .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
-        )
-        .expect("valid histogram");
-        registry
-            .register(Box::new(sync_duration.clone()))
-            .expect("unique name");
+        let r = Register(&registry);
         let m = Self {
-            reconciles: counter("hipache_syncer_reconciles_total", "Reconcile passes"),
-            reconcile_errors: counter(
+            reconciles: r.counter("hipache_syncer_reconciles_total", "Reconcile passes"),
+            reconcile_errors: r.counter(
                 "hipache_syncer_reconcile_errors_total",
                 "Reconcile passes that failed (Redis)",
             ),
-            redis_writes: counter("hipache_syncer_redis_writes_total", "Keys written"),
-            redis_deletes: counter("hipache_syncer_redis_deletes_total", "Keys deleted"),
-            watch_events: counter_vec(
+            redis_writes: r.counter("hipache_syncer_redis_writes_total", "Keys written"),
+            redis_deletes: r.counter("hipache_syncer_redis_deletes_total", "Keys deleted"),
+            watch_events: r.counter_vec(
                 "hipache_syncer_watch_events_total",
                 "Watch events received",
                 &["resource"],
             ),
-            watch_errors: counter_vec(
+            watch_errors: r.counter_vec(
                 "hipache_syncer_watch_errors_total",
                 "Watch errors (retried)",
                 &["resource"],
             ),
-            frontends: gauge("hipache_syncer_frontends", "Frontends desired"),
-            invalid_ingresses: gauge(
+            frontends: r.gauge("hipache_syncer_frontends", "Frontends desired"),
+            invalid_ingresses: r.gauge(
                 "hipache_syncer_invalid_ingresses",
                 "Ingresses of our class that do not validate",
             ),
-            reports: gauge("hipache_syncer_reports", "Problems reported on Ingresses"),
-            foreign_hosts: gauge(
+            reports: r.gauge("hipache_syncer_reports", "Problems reported on Ingresses"),
+            foreign_hosts: r.gauge(
                 "hipache_syncer_foreign_hosts",
                 "Desired hosts owned by someone else",
             ),
-            leader: gauge(
+            leader: r.gauge(
                 "hipache_syncer_leader",
                 "1 while this replica holds the Lease",
             ),
-            status_updates: counter(
+            sync_duration: r.histogram(
+                "hipache_syncer_sync_duration_seconds",
+                "Time of one reconcile pass (translate and write)",
+                SYNC_DURATION_BUCKETS,
+            ),
+            status_updates: r.counter(
                 "hipache_syncer_status_updates_total",
                 "Ingress status patches",
             ),
-            events: counter("hipache_syncer_events_total", "Kubernetes Events published"),
-            health_probes: counter_vec(
+            events: r.counter("hipache_syncer_events_total", "Kubernetes Events published"),
+            health_probes: r.counter_vec(
                 "hipache_syncer_health_probes_total",
                 "Active health probes",
                 &["result"],
             ),
-            backends_dead: gauge(
+            backends_dead: r.gauge(
                 "hipache_syncer_backends_dead",
                 "Backends marked dead by the checker",
             ),
-            sync_duration,
             registry,
         };
-        // Every bounded label value exists from the start (at zero), so
-        // dashboards and alerts see the series before the first event.
+        m.create_label_values();
+        m
+    }
+
+    /// Creates every bounded label value at zero, so dashboards and alerts
+    /// see the series before the first event.
+    fn create_label_values(&self) {
         for r in RESOURCES {
-            m.watch_events.with_label_values(&[r]);
-            m.watch_errors.with_label_values(&[r]);
+            self.watch_events.with_label_values(&[r]);
+            self.watch_errors.with_label_values(&[r]);
         }
         for r in ["ok", "fail"] {
-            m.health_probes.with_label_values(&[r]);
+            self.health_probes.with_label_values(&[r]);
         }
-        m
     }
 
     /// The text exposition.
