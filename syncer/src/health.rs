@@ -14,10 +14,10 @@
 //! `https://` backends get a TCP connect probe only.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::StreamExt;
-use hipache_schema::keys::{DEAD_CHANNEL, HCHECKER_PING, HCHECKER_PING_INTERVAL_SECS};
+use hipache_schema::keys::{unix_now, DEAD_CHANNEL, HCHECKER_PING, HCHECKER_PING_INTERVAL_SECS};
 use hipache_schema::{BackendUrl, Frontend, Keys, Scheme};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
@@ -94,13 +94,6 @@ pub async fn probe(url: &BackendUrl, host: &str, cfg: &HealthConfig) -> bool {
         tokio::time::timeout(cfg.timeout, work).await,
         Ok(Some(true))
     )
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 struct Checker {
