@@ -110,32 +110,13 @@ impl Checker {
     /// Every backend URL in Redis and where it sits.
     async fn scan(&mut self) -> Result<Places, StoreError> {
         let pattern = self.keys.frontend_pattern();
-        let mut cursor: u64 = 0;
-        let mut keys = Vec::new();
-        loop {
-            let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut self.con)
-                .await?;
-            keys.extend(page);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
         let mut places = Places::new();
-        for key in keys {
+        for key in store::scan(&mut self.con, &pattern).await? {
             let Some(host) = self.keys.frontend_host(&key).map(str::to_owned) else {
                 continue;
             };
-            let list: Vec<String> = match self.con.lrange(&key, 0, -1).await {
-                Ok(l) => l,
-                Err(e) if e.code() == Some("WRONGTYPE") => continue,
-                Err(e) => return Err(e.into()),
+            let Some(list) = store::read_list(&mut self.con, &key).await? else {
+                continue;
             };
             let Some(f) = Frontend::decode(&list) else {
                 continue;

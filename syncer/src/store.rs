@@ -219,7 +219,7 @@ impl Family for Frontends {
     }
 
     async fn read(store: &mut Store, key: &str) -> Result<Option<Vec<String>>, StoreError> {
-        store.read_list(key).await
+        read_list(&mut store.con, key).await
     }
 
     async fn write(
@@ -356,7 +356,7 @@ impl Store {
     /// Reads back every key of family `F` that we own.
     async fn reread<F: Family>(&mut self) -> Result<(), StoreError> {
         let pattern = F::pattern(&self.keys);
-        for key in self.scan(&pattern).await? {
+        for key in scan(&mut self.con, &pattern).await? {
             let Some(host) = F::host(&self.keys, &key).map(str::to_owned) else {
                 continue;
             };
@@ -392,38 +392,6 @@ impl Store {
             F::owned(self).deleted(&host, outcome, report);
         }
         Ok(())
-    }
-
-    async fn scan(&mut self, pattern: &str) -> Result<Vec<String>, StoreError> {
-        let mut cursor: u64 = 0;
-        let mut out = Vec::new();
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT)
-                .query_async(&mut self.con)
-                .await?;
-            out.extend(keys);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        out.sort();
-        out.dedup();
-        Ok(out)
-    }
-
-    /// A list's elements; `None` when the key holds another type.
-    async fn read_list(&mut self, key: &str) -> Result<Option<Vec<String>>, StoreError> {
-        match self.con.lrange::<_, Vec<String>>(key, 0, -1).await {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if is_wrongtype(&e) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// A `tls:` hash; `None` when absent, empty or of another type. An entry
@@ -472,7 +440,7 @@ impl Store {
         let dead = self.keys.dead(host);
         for _ in 0..WATCH_RETRIES {
             self.watch(&key).await?;
-            let current = match self.read_list(&key).await? {
+            let current = match read_list(&mut self.con, &key).await? {
                 Some(c) => c,
                 None => {
                     self.unwatch().await?;
@@ -504,7 +472,7 @@ impl Store {
         let dead = self.keys.dead(host);
         for _ in 0..WATCH_RETRIES {
             self.watch(&key).await?;
-            let current = self.read_list(&key).await?;
+            let current = read_list(&mut self.con, &key).await?;
             let ours = current
                 .as_ref()
                 .and_then(|c| c.first())
@@ -575,6 +543,46 @@ impl Store {
             }
         }
         Ok(Outcome::Contended)
+    }
+}
+
+/// Every key matching `pattern` (`SCAN`, [`SCAN_COUNT`] keys a round
+/// trip), sorted, without the repeats `SCAN` may return.
+pub(crate) async fn scan(
+    con: &mut ConnectionManager,
+    pattern: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut cursor: u64 = 0;
+    let mut out = Vec::new();
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .query_async(con)
+            .await?;
+        out.extend(keys);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// A list's elements; `None` when the key holds another type.
+pub(crate) async fn read_list(
+    con: &mut ConnectionManager,
+    key: &str,
+) -> Result<Option<Vec<String>>, StoreError> {
+    match con.lrange::<_, Vec<String>>(key, 0, -1).await {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if is_wrongtype(&e) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
