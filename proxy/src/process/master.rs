@@ -130,16 +130,7 @@ pub async fn run(config: Config) -> Result<u8, MasterError> {
         draining: Default::default(),
     });
     let admin_task = match bound.admin {
-        Some(l) => {
-            let l = l
-                .set_nonblocking(true)
-                .and_then(|()| tokio::net::TcpListener::from_std(l))
-                .map_err(|e| MasterError::Setup(format!("admin listener: {e}")))?;
-            if let Ok(addr) = l.local_addr() {
-                tracing::info!(address = %addr, "listening (admin, master)");
-            }
-            Some(tokio::spawn(super::admin::serve(l, state.clone())))
-        }
+        Some(l) => Some(spawn_admin(l, state.clone())?),
         None => None,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -170,41 +161,67 @@ pub async fn run(config: Config) -> Result<u8, MasterError> {
     for slot in 0..config.workers {
         master.start(slot, Role::Active)?;
     }
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_memory_check = Instant::now();
-    loop {
-        tokio::select! {
-            Some(event) = rx.recv() => {
-                if let Err(e) = master.handle(event) {
-                    master.shutdown(&mut rx, &mut term, &mut int).await;
-                    return Err(e);
-                }
-            }
-            _ = term.recv() => { tracing::info!("SIGTERM received: stopping the workers"); break; }
-            _ = int.recv() => { tracing::info!("SIGINT received: stopping the workers"); break; }
-            _ = usr1.recv() => {
-                tracing::info!("SIGUSR1 received: forwarding to the workers (access log reopen)");
-                master.signal_all(Signal::SIGUSR1);
-            }
-            _ = tick.tick() => {
-                master.restart_due();
-                master.kill_overdue();
-                if last_memory_check.elapsed() >= memory::CHECK_INTERVAL {
-                    last_memory_check = Instant::now();
-                    master.check_memory();
-                }
-            }
-        }
-    }
+    let supervised = master
+        .supervise(&mut rx, &mut term, &mut int, &mut usr1)
+        .await;
     let code = master.shutdown(&mut rx, &mut term, &mut int).await;
     if let Some(t) = admin_task {
         t.abort();
     }
-    Ok(code)
+    supervised.map(|()| code)
+}
+
+/// The master's own admin listener, served in a task of its own.
+fn spawn_admin(
+    l: std::net::TcpListener,
+    state: Arc<MasterState>,
+) -> Result<tokio::task::JoinHandle<()>, MasterError> {
+    let l = l
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(l))
+        .map_err(|e| MasterError::Setup(format!("admin listener: {e}")))?;
+    if let Ok(addr) = l.local_addr() {
+        tracing::info!(address = %addr, "listening (admin, master)");
+    }
+    Ok(tokio::spawn(super::admin::serve(l, state)))
 }
 
 impl Master {
+    /// Runs until SIGTERM or SIGINT (`Ok`) or a worker event that cannot be
+    /// handled (`Err`): worker events, SIGUSR1 forwarded to the workers,
+    /// and on every tick the restarts due, the overdue kills and the
+    /// memory watch.
+    async fn supervise(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Event>,
+        term: &mut tokio::signal::unix::Signal,
+        int: &mut tokio::signal::unix::Signal,
+        usr1: &mut tokio::signal::unix::Signal,
+    ) -> Result<(), MasterError> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_memory_check = Instant::now();
+        loop {
+            tokio::select! {
+                Some(event) = rx.recv() => self.handle(event)?,
+                _ = term.recv() => { tracing::info!("SIGTERM received: stopping the workers"); return Ok(()); }
+                _ = int.recv() => { tracing::info!("SIGINT received: stopping the workers"); return Ok(()); }
+                _ = usr1.recv() => {
+                    tracing::info!("SIGUSR1 received: forwarding to the workers (access log reopen)");
+                    self.signal_all(Signal::SIGUSR1);
+                }
+                _ = tick.tick() => {
+                    self.restart_due();
+                    self.kill_overdue();
+                    if last_memory_check.elapsed() >= memory::CHECK_INTERVAL {
+                        last_memory_check = Instant::now();
+                        self.check_memory();
+                    }
+                }
+            }
+        }
+    }
+
     /// Starts a worker in `slot`.
     fn start(&mut self, slot: usize, role: Role) -> Result<(), MasterError> {
         let (ours, theirs) = UnixDatagram::pair().map_err(MasterError::Spawn)?;
