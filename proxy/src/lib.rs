@@ -39,6 +39,7 @@ pub mod forward;
 mod fuzz;
 pub mod metrics;
 pub mod process;
+pub mod redis_conn;
 pub mod routing;
 pub mod server;
 pub mod shared;

@@ -326,7 +326,7 @@ fn bind_https(
         tls::dir::DirSource::new(dir.clone(), tls::provider()).spawn(&store);
     }
     if let Driver::Redis { read, .. } = &config.driver {
-        let target = crate::routing::redis::RedisTarget {
+        let target = crate::redis_conn::Target {
             url: read.clone(),
             ca: config.redis_ca.clone(),
         };

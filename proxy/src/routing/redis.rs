@@ -7,7 +7,7 @@ use std::time::Duration;
 use hipache_schema::{candidates, Frontend, Keys};
 use parking_lot::RwLock;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
+use redis::Value;
 use tokio::sync::mpsc;
 
 use super::cache::{self, Lookup, Mode, RouteCache};
@@ -17,6 +17,7 @@ use super::route::{log_invalid_backends, resolve, Candidate, Route};
 use crate::config::{Config, RedisUrl, RouteCacheMode};
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
+use crate::redis_conn::Target;
 
 /// How long a request waits for Redis before failing. Redis answers a
 /// lookup in well under a millisecond; past this it is overloaded or gone,
@@ -38,7 +39,7 @@ pub struct Connector {
 }
 
 impl Connector {
-    pub fn start(target: &RedisTarget, role: &'static str) -> Result<Arc<Self>, String> {
+    pub fn start(target: &Target, role: &'static str) -> Result<Arc<Self>, String> {
         let client = target
             .client(false)
             .map_err(|e| format!("{role} Redis: {e}"))?;
@@ -99,62 +100,8 @@ impl Connector {
     }
 }
 
-fn connection_info(url: &RedisUrl, resp3: bool) -> Result<redis::ConnectionInfo, String> {
-    let addr = if url.tls {
-        ConnectionAddr::TcpTls {
-            host: url.host.clone(),
-            port: url.port,
-            insecure: false,
-            tls_params: None,
-        }
-    } else {
-        ConnectionAddr::Tcp(url.host.clone(), url.port)
-    };
-    let mut redis = RedisConnectionInfo::default().set_db(url.db);
-    if let Some(user) = &url.username {
-        redis = redis.set_username(user);
-    }
-    if let Some(password) = &url.password {
-        redis = redis.set_password(password);
-    }
-    if resp3 {
-        redis = redis.set_protocol(redis::ProtocolVersion::RESP3);
-    }
-    Ok(addr
-        .into_connection_info()
-        .map_err(|e| e.to_string())?
-        .set_redis_settings(redis))
-}
-
-/// How to reach one Redis server: its URL, and for `rediss://` the CA to
-/// trust (else the bundled web roots).
-#[derive(Debug, Clone)]
-pub struct RedisTarget {
-    pub url: RedisUrl,
-    pub ca: Option<std::path::PathBuf>,
-}
-
-impl RedisTarget {
-    /// A client for this target (RESP3 when `resp3`, for client tracking).
-    pub fn client(&self, resp3: bool) -> Result<redis::Client, String> {
-        let info = connection_info(&self.url, resp3)?;
-        let client = match (&self.ca, self.url.tls) {
-            (Some(ca), true) => {
-                let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
-                let certs = redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem),
-                };
-                redis::Client::build_with_tls(info, certs)
-            }
-            _ => redis::Client::open(info),
-        };
-        client.map_err(|e| format!("{}: {e}", self.url.censored()))
-    }
-}
-
 pub struct RedisStore {
-    read: Arc<ReadConn>,
+    read: ReadConn,
     metrics: Arc<Metrics>,
     keys: Keys,
     cache: Arc<RouteCache>,
@@ -175,7 +122,7 @@ impl RedisStore {
             (RouteCacheMode::Strict, None) => (Mode::Strict, cache::DEFAULT_CAPACITY),
         };
         let cache = Arc::new(RouteCache::new(mode, capacity, metrics.clone()));
-        let target = |url: &RedisUrl| RedisTarget {
+        let target = |url: &RedisUrl| Target {
             url: url.clone(),
             ca: config.redis_ca.clone(),
         };
@@ -208,7 +155,7 @@ impl RedisStore {
         if self.cache.mode() != Mode::Strict {
             self.metrics.cache("miss");
         }
-        let Some(conn) = self.read.get() else {
+        let Some(conn) = self.read.link().get() else {
             return self.stale(host, path, "not connected");
         };
         let epoch = self.cache.epoch();
@@ -225,7 +172,7 @@ impl RedisStore {
             }
             Err(e) => {
                 self.metrics.redis_errors.inc();
-                self.read.report_failure();
+                self.read.link().report_failure();
                 self.stale(host, path, &e.to_string())
             }
         }
@@ -290,7 +237,7 @@ impl RedisStore {
 
     /// Routes are readable: Redis is connected, or known routes are cached.
     pub fn is_ready(&self) -> bool {
-        self.read.is_connected() || !self.cache.is_empty()
+        self.read.link().is_connected() || !self.cache.is_empty()
     }
 
     /// Updates gauges that are read rather than counted.
@@ -300,7 +247,7 @@ impl RedisStore {
 
     /// Waits for the read connection.
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
-        self.read.wait_connected(timeout).await
+        self.read.link().wait_connected(timeout).await
     }
 
     pub fn mark_dead(&self, mark: DeadMark) {

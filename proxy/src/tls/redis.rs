@@ -25,7 +25,7 @@ use rustls::sign::CertifiedKey;
 
 use super::certs;
 use super::store::{normalize, CertStore, Names, Source};
-use crate::routing::redis::RedisTarget;
+use crate::redis_conn::Target;
 
 /// Full rescan period: how long a missed `tls` message can go unnoticed.
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
@@ -63,7 +63,7 @@ struct RedisCerts {
 /// connections, the initial load, the subscription and the rescans, all in
 /// the background until `store` is dropped.
 pub fn spawn(
-    target: &RedisTarget,
+    target: &Target,
     store: &Arc<CertStore>,
     provider: Arc<CryptoProvider>,
 ) -> Result<(), String> {
