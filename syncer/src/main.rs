@@ -1,4 +1,5 @@
-//! `hipache-syncer`: parses flags, starts tracing, runs until SIGTERM.
+//! `hipache-syncer`: parses flags, starts tracing, runs until SIGTERM or
+//! SIGINT (a second one exits at once: [`hipache_signal`]).
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -25,25 +26,12 @@ async fn main() -> anyhow::Result<()> {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
     let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
+    let drain = shutdown.clone();
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+        // The first SIGTERM or SIGINT drains; a second one exits at once.
+        hipache_signal::signal().await;
         tracing::info!("shutting down");
-        signal.cancel();
-        // A second signal aborts.
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        std::process::exit(1);
+        drain.cancel();
     });
     hipache_syncer::run(config, shutdown).await?;
     Ok(())
