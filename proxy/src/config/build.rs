@@ -895,7 +895,7 @@ impl Builder<'_> {
     /// Hipache's `redisHost`, ..., `redisMaster*` keys, or the older
     /// `redis {host, port, password, database}` object.
     fn legacy_redis(&mut self, top: &Obj<'_>) {
-        let mut read = default_redis();
+        let mut read = RedisUrl::default();
         if let Some(v) = top.get("redis") {
             if let Some(r) = Obj::new(&mut self.ctx, "redis".to_owned(), v, LEGACY_REDIS_OBJ) {
                 for k in ["host", "port", "password", "database"] {
@@ -917,7 +917,7 @@ impl Builder<'_> {
         });
         let mut write = read.clone();
         if top.has("redisMasterHost") {
-            write = default_redis();
+            write = RedisUrl::default();
             self.redis_fields(&mut write, |k| {
                 let name = legacy_name("redisMaster", k);
                 let v = top.get(&name);
@@ -1017,18 +1017,6 @@ fn legacy_name(prefix: &str, field: &str) -> String {
     out.extend(first);
     out.extend(chars);
     out
-}
-
-pub(super) fn default_redis() -> RedisUrl {
-    RedisUrl {
-        tls: false,
-        host: defaults::REDIS_HOST.to_owned(),
-        port: defaults::REDIS_PORT,
-        db: defaults::REDIS_DB,
-        username: None,
-        password: None,
-        prefix: String::new(),
-    }
 }
 
 /// `10.0.0.0/8`, `fd00::/8`, or a single address (`/32`, `/128`).

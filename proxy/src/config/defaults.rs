@@ -1,4 +1,6 @@
-//! Default values, each with the reason it was chosen.
+//! Default values, each with the reason it was chosen. A driver URL's
+//! (host, port, database) are the schema crate's ([`hipache_schema::driver`]),
+//! shared with the syncer.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -121,12 +123,3 @@ pub const LRU_CACHE_SIZE: usize = 5;
 /// Seconds an entry of Hipache's `lruCache` lives when `ttl` is omitted:
 /// the value in Hipache's own dev and test configurations.
 pub const LRU_CACHE_TTL: Duration = Duration::from_secs(5);
-
-/// Redis host when the driver URL has none (Hipache's).
-pub const REDIS_HOST: &str = "127.0.0.1";
-
-/// Redis port when the driver URL has none (Redis's and Hipache's).
-pub const REDIS_PORT: u16 = 6379;
-
-/// Redis database when the driver URL has none.
-pub const REDIS_DB: i64 = 0;

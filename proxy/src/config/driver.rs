@@ -3,7 +3,8 @@
 //!
 //! Redis URLs are parsed and censored by [`hipache_schema::driver`], the
 //! parser the syncer uses too, so both read the same prefix from the same
-//! text; this module adds the `file:` driver and read/write lists.
+//! text, into the same [`RedisUrl`]; this module adds the `file:` driver and
+//! read/write lists.
 
 use std::path::{Path, PathBuf};
 
@@ -26,8 +27,8 @@ pub fn parse_url(text: &str, base_dir: Option<&Path>) -> Result<DriverUrl, Strin
         ));
     };
     match scheme.to_ascii_lowercase().as_str() {
-        "redis" | "rediss" => hipache_schema::RedisUrl::parse(text)
-            .map(|url| DriverUrl::Redis(url.into()))
+        "redis" | "rediss" => RedisUrl::parse(text)
+            .map(DriverUrl::Redis)
             .map_err(|e| e.to_string()),
         "file" => parse_file(rest, base_dir).map(DriverUrl::File),
         "etcd" | "etcds" | "memcached" | "zookeeper" => Err(format!(
@@ -98,60 +99,6 @@ pub fn from_urls(urls: Vec<DriverUrl>) -> Result<Driver, (Option<usize>, String)
         ));
     }
     Ok(Driver::Redis { read, write })
-}
-
-/// `RedisUrl::censored`: the schema crate's censored form.
-pub(super) fn censor(url: &RedisUrl) -> String {
-    hipache_schema::RedisUrl::from(url).censored()
-}
-
-// The proxy's `RedisUrl` and the schema's have the same parts; these
-// conversions name every field, so a part added to one side does not
-// compile until it is carried across.
-impl From<hipache_schema::RedisUrl> for RedisUrl {
-    fn from(url: hipache_schema::RedisUrl) -> Self {
-        let hipache_schema::RedisUrl {
-            tls,
-            host,
-            port,
-            db,
-            username,
-            password,
-            prefix,
-        } = url;
-        Self {
-            tls,
-            host,
-            port,
-            db,
-            username,
-            password,
-            prefix,
-        }
-    }
-}
-
-impl From<&RedisUrl> for hipache_schema::RedisUrl {
-    fn from(url: &RedisUrl) -> Self {
-        let RedisUrl {
-            tls,
-            host,
-            port,
-            db,
-            username,
-            password,
-            prefix,
-        } = url.clone();
-        Self {
-            tls,
-            host,
-            port,
-            db,
-            username,
-            password,
-            prefix,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -238,12 +185,8 @@ mod tests {
     }
 
     #[test]
-    fn schema_defaults_are_the_proxys() {
-        assert_eq!(
-            RedisUrl::from(hipache_schema::RedisUrl::default()),
-            super::super::build::default_redis()
-        );
-        assert_eq!(redis("redis:"), super::super::build::default_redis());
+    fn bare_scheme_is_the_default_url() {
+        assert_eq!(redis("redis:"), RedisUrl::default());
     }
 
     #[test]

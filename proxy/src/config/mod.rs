@@ -22,6 +22,8 @@ use ipnet::IpNet;
 use serde_json::{json, Value};
 
 pub use error::{ConfigError, ConfigErrors};
+/// A Redis driver URL: the schema crate's, the parser the syncer uses too.
+pub use hipache_schema::RedisUrl;
 pub use raw::Format;
 
 /// The validated configuration.
@@ -157,32 +159,6 @@ pub enum Driver {
     File(PathBuf),
 }
 
-/// `redis://[[user]:password@]host[:port][/db][#prefix]`, `rediss://` for TLS.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedisUrl {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
-    pub db: i64,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub prefix: String,
-}
-
-impl std::fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.censored())
-    }
-}
-
-impl RedisUrl {
-    /// The URL with the password replaced by `***`: the only form that may
-    /// appear in logs and `--dry` output.
-    pub fn censored(&self) -> String {
-        driver::censor(self)
-    }
-}
-
 /// Hipache 0.4's defaults, with ours where we differ (see
 /// `docs/configuration.md`): what an empty file `{}` means.
 impl Default for Config {
@@ -191,7 +167,7 @@ impl Default for Config {
             .iter()
             .map(|ip| SocketAddr::new(*ip, defaults::HTTP_PORT))
             .collect();
-        let redis = build::default_redis();
+        let redis = RedisUrl::default();
         Self {
             http,
             https: Vec::new(),
