@@ -1,10 +1,6 @@
-//! From the raw document to a validated [`Config`]: both Hipache layouts,
-//! defaults, and every problem collected at once.
-//!
-//! Layouts: the 0.3 layout puts listeners under `server` (`port`,
-//! `address`, `address6`, `https`); the 0.4 layout in top-level `http` and
-//! `https`. A file using both for listeners is refused: Hipache 0.4 merged
-//! them silently and dropped `server.address6`, a trap.
+//! From the raw document to a validated [`Config`]: defaults, and every
+//! problem collected at once. The listeners of both Hipache layouts are
+//! read by [`super::listeners`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -16,10 +12,8 @@ use serde_json::Value;
 use super::defaults;
 use super::driver;
 use super::error::ConfigErrors;
-use super::raw::{self, join, list_items, show, Ctx, Obj};
-use super::{
-    AccessLogTarget, Config, DebugFrom, Driver, HttpsListener, LruCache, RedisUrl, RouteCacheMode,
-};
+use super::raw::{self, list_items, show, Ctx, Obj};
+use super::{AccessLogTarget, Config, DebugFrom, Driver, LruCache, RedisUrl, RouteCacheMode};
 
 /// Hipache's legacy top-level Redis keys (0.3 and earlier).
 const LEGACY_REDIS: &[&str] = &[
@@ -94,56 +88,6 @@ const SERVER: &[&str] = &[
     "forwardedHeader",
 ];
 
-/// Listener keys of the 0.3 layout, under `server`.
-const SERVER_LISTENERS_03: &[&str] = &["port", "address", "address6", "https"];
-
-const HTTP: &[&str] = &["port", "bind"];
-const HTTP_BIND: &[&str] = &["address", "port"];
-
-/// TLS options of node that Hipache passed through and rustls decides itself.
-const TLS_IGNORED: &[&str] = &[
-    "ciphers",
-    "secureProtocol",
-    "secureOptions",
-    "honorCipherOrder",
-];
-
-const HTTPS_03: &[&str] = &[
-    "port",
-    "key",
-    "cert",
-    "ca",
-    "passphrase",
-    "ciphers",
-    "secureProtocol",
-    "secureOptions",
-    "honorCipherOrder",
-];
-const HTTPS_04: &[&str] = &[
-    "port",
-    "bind",
-    "key",
-    "cert",
-    "ca",
-    "passphrase",
-    "ciphers",
-    "secureProtocol",
-    "secureOptions",
-    "honorCipherOrder",
-];
-const HTTPS_BIND: &[&str] = &[
-    "address",
-    "port",
-    "key",
-    "cert",
-    "ca",
-    "passphrase",
-    "ciphers",
-    "secureProtocol",
-    "secureOptions",
-    "honorCipherOrder",
-];
-
 const LRU: &[&str] = &["size", "ttl"];
 const LEGACY_REDIS_OBJ: &[&str] = &["host", "port", "password", "database"];
 
@@ -167,14 +111,15 @@ pub(super) struct Built {
     pub warnings: Vec<String>,
 }
 
-struct Builder<'o> {
-    ctx: Ctx,
-    cfg: Config,
-    opts: &'o Options<'o>,
+/// The configuration being built from a document, and what was found.
+pub(super) struct Builder<'o> {
+    pub ctx: Ctx,
+    pub cfg: Config,
+    pub opts: &'o Options<'o>,
     /// Every listener with the key it came from, to find duplicates.
-    listeners: Vec<(SocketAddr, String)>,
+    pub listeners: Vec<(SocketAddr, String)>,
     /// Files to check, with their keys.
-    files: Vec<(String, PathBuf)>,
+    pub files: Vec<(String, PathBuf)>,
 }
 
 pub(super) fn build(doc: &Value, opts: &Options<'_>) -> Result<Built, ConfigErrors> {
@@ -222,7 +167,7 @@ impl Builder<'_> {
         if let Some(server) = &server {
             self.server(server);
         }
-        self.listeners_for(top, server.as_ref());
+        self.listeners(top, server.as_ref());
         self.cfg.user = self.user_or_group(top, "user");
         self.cfg.group = self.user_or_group(top, "group");
         self.driver(top);
@@ -523,287 +468,12 @@ impl Builder<'_> {
         }
     }
 
-    fn listeners_for(&mut self, top: &Obj<'_>, server: Option<&Obj<'_>>) {
-        let has04 = top.has("http") || top.has("https");
-        let keys03: Vec<&str> = server
-            .map(|s| {
-                SERVER_LISTENERS_03
-                    .iter()
-                    .copied()
-                    .filter(|k| s.has(k))
-                    .collect()
-            })
-            .unwrap_or_default();
-        match (has04, keys03.is_empty(), server) {
-            (true, false, _) => {
-                for k in keys03 {
-                    self.ctx.err(
-                        join("server", k),
-                        "0.3 layout key, but this file also has the 0.4 `http`/`https` sections: \
-                         use one layout (server.port -> http.port, server.address(6) -> http.bind \
-                         and https.bind, server.https -> https)",
-                    );
-                }
-                self.layout04(top);
-            }
-            (false, false, Some(server)) => self.layout03(server),
-            _ => self.layout04(top),
-        }
-    }
-
-    /// `server.{port, address, address6, https}`.
-    fn layout03(&mut self, s: &Obj<'_>) {
-        let port = match s.get("port") {
-            Some(v) => raw::port(&mut self.ctx, &s.key("port"), v).unwrap_or(defaults::HTTP_PORT),
-            None => defaults::HTTP_PORT,
-        };
-        // Hipache 0.3 listened on server.address (default 0.0.0.0) and on
-        // server.address6 (default ::1); an empty list means none.
-        let mut ips: Vec<(IpAddr, String)> = Vec::new();
-        for (key, default) in [
-            ("address", defaults::ADDRESS_03),
-            ("address6", defaults::ADDRESS6_03),
-        ] {
-            match s.get(key) {
-                None => ips.extend(default.iter().map(|ip| (*ip, s.key(key)))),
-                Some(v) => {
-                    for (k, item) in list_items(&s.key(key), v) {
-                        if let Some(ip) = raw::listen_ip(&mut self.ctx, &k, item) {
-                            ips.push((ip, k));
-                        }
-                    }
-                }
-            }
-        }
-        for (ip, key) in &ips {
-            self.add_http(SocketAddr::new(*ip, port), key.clone());
-        }
-        let Some(v) = s.get("https") else { return };
-        let Some(h) = Obj::new(&mut self.ctx, s.key("https"), v, HTTPS_03) else {
-            return;
-        };
-        let port = match h.get("port") {
-            Some(v) => raw::port(&mut self.ctx, &h.key("port"), v).unwrap_or(defaults::HTTPS_PORT),
-            None => defaults::HTTPS_PORT,
-        };
-        let key = self.path(&h, "key");
-        let cert = self.path(&h, "cert");
-        let ca = self.ca(&h);
-        self.tls_options(&h);
-        self.require(&h, "key", key.is_some(), "a private key file (PEM)");
-        self.require(&h, "cert", cert.is_some(), "a certificate chain file (PEM)");
-        if let (Some(key_path), Some(cert_path)) = (key, cert) {
-            for (ip, from) in &ips {
-                self.add_https(
-                    HttpsListener {
-                        address: SocketAddr::new(*ip, port),
-                        key: key_path.clone(),
-                        cert: cert_path.clone(),
-                        ca: ca.clone(),
-                    },
-                    from.clone(),
-                );
-            }
-        }
-        h.finish(&mut self.ctx);
-    }
-
-    /// `http {port, bind}`, `https {port, bind, key, cert, ca}`.
-    fn layout04(&mut self, top: &Obj<'_>) {
-        let http = match top.get("http") {
-            Some(v) => Obj::new(&mut self.ctx, "http".to_owned(), v, HTTP),
-            None => None,
-        };
-        let port = match http.as_ref().and_then(|h| h.get("port")) {
-            Some(v) => raw::port(&mut self.ctx, "http.port", v).unwrap_or(defaults::HTTP_PORT),
-            None => defaults::HTTP_PORT,
-        };
-        match http.as_ref().and_then(|h| h.get("bind")) {
-            None => {
-                for ip in defaults::HTTP_BIND_04 {
-                    self.add_http(SocketAddr::new(ip, port), "http.bind".to_owned());
-                }
-            }
-            Some(v) => {
-                for (key, item) in list_items("http.bind", v) {
-                    if let Some((addr, bind)) = self.bind_item(&key, item, port, HTTP_BIND) {
-                        self.add_http(addr, key);
-                        if let Some(bind) = bind {
-                            bind.finish(&mut self.ctx);
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(h) = &http {
-            h.finish(&mut self.ctx);
-        }
-
-        let Some(v) = top.get("https") else { return };
-        let Some(h) = Obj::new(&mut self.ctx, "https".to_owned(), v, HTTPS_04) else {
-            return;
-        };
-        let port = match h.get("port") {
-            Some(v) => raw::port(&mut self.ctx, "https.port", v).unwrap_or(defaults::HTTPS_PORT),
-            None => defaults::HTTPS_PORT,
-        };
-        let key = self.path(&h, "key");
-        let cert = self.path(&h, "cert");
-        let ca = self.ca(&h);
-        self.tls_options(&h);
-        let items = h
-            .get("bind")
-            .map(|v| list_items("https.bind", v))
-            .unwrap_or_default();
-        if items.is_empty() && key.is_some() && cert.is_some() {
-            self.ctx.warn(
-                "https has a key and certificate but no `bind`: no HTTPS listener (as in Hipache 0.4); \
-                 add https.bind such as [\"0.0.0.0\"]",
-            );
-        }
-        // A bind without its own key/cert uses the section's; the section
-        // needs them unless every bind has its own.
-        let mut key_missing = items.is_empty() && key.is_none();
-        let mut cert_missing = items.is_empty() && cert.is_none();
-        for (bkey, item) in items {
-            let Some((addr, bind)) = self.bind_item(&bkey, item, port, HTTPS_BIND) else {
-                continue;
-            };
-            let (bind_key, bind_cert, bind_ca) = match &bind {
-                Some(b) => {
-                    self.tls_options(b);
-                    let ca = if b.has("ca") { Some(self.ca(b)) } else { None };
-                    (self.path(b, "key"), self.path(b, "cert"), ca)
-                }
-                None => (None, None, None),
-            };
-            let lkey = bind_key.or_else(|| key.clone());
-            let lcert = bind_cert.or_else(|| cert.clone());
-            key_missing |= lkey.is_none();
-            cert_missing |= lcert.is_none();
-            if let (Some(lkey), Some(lcert)) = (lkey, lcert) {
-                self.add_https(
-                    HttpsListener {
-                        address: addr,
-                        key: lkey,
-                        cert: lcert,
-                        ca: bind_ca.unwrap_or_else(|| ca.clone()),
-                    },
-                    bkey,
-                );
-            }
-            if let Some(b) = bind {
-                b.finish(&mut self.ctx);
-            }
-        }
-        self.require(
-            &h,
-            "key",
-            !key_missing,
-            "a private key file (PEM), here or on every https.bind",
-        );
-        self.require(
-            &h,
-            "cert",
-            !cert_missing,
-            "a certificate chain file (PEM), here or on every https.bind",
-        );
-        h.finish(&mut self.ctx);
-    }
-
-    /// A bind element: an address string, or an object with `address` and
-    /// optional overrides (returned for the caller to read and finish).
-    fn bind_item<'v>(
-        &mut self,
-        key: &str,
-        item: &'v Value,
-        port: u16,
-        known: &'static [&'static str],
-    ) -> Option<(SocketAddr, Option<Obj<'v>>)> {
-        match item {
-            Value::Object(_) => {
-                let obj = Obj::new(&mut self.ctx, key.to_owned(), item, known)?;
-                let port = match obj.get("port") {
-                    Some(v) => raw::port(&mut self.ctx, &obj.key("port"), v),
-                    None => Some(port),
-                };
-                let ip = match obj.get("address") {
-                    Some(v) => raw::listen_ip(&mut self.ctx, &obj.key("address"), v),
-                    None => {
-                        self.ctx
-                            .err(obj.key("address"), "missing: the IP address to listen on");
-                        None
-                    }
-                };
-                match (ip, port) {
-                    (Some(ip), Some(port)) => Some((SocketAddr::new(ip, port), Some(obj))),
-                    _ => {
-                        obj.finish(&mut self.ctx);
-                        None
-                    }
-                }
-            }
-            other => raw::listen_ip(&mut self.ctx, key, other)
-                .map(|ip| (SocketAddr::new(ip, port), None)),
-        }
-    }
-
-    fn path(&mut self, obj: &Obj<'_>, key: &str) -> Option<PathBuf> {
+    pub(super) fn path(&mut self, obj: &Obj<'_>, key: &str) -> Option<PathBuf> {
         let v = obj.get(key)?;
         let k = obj.key(key);
         let p = PathBuf::from(raw::string(&mut self.ctx, &k, v)?);
         self.files.push((k, p.clone()));
         Some(p)
-    }
-
-    /// `ca`: a path or a list of paths.
-    fn ca(&mut self, obj: &Obj<'_>) -> Vec<PathBuf> {
-        let Some(v) = obj.get("ca") else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (k, item) in list_items(&obj.key("ca"), v) {
-            if let Some(s) = raw::string(&mut self.ctx, &k, item) {
-                self.files.push((k, PathBuf::from(&s)));
-                out.push(PathBuf::from(s));
-            }
-        }
-        out
-    }
-
-    fn tls_options(&mut self, obj: &Obj<'_>) {
-        for k in TLS_IGNORED {
-            if obj.has(k) {
-                self.ctx.warn(format!(
-                    "{} is ignored: TLS is rustls, 1.2 and 1.3 only, with its own modern cipher suites",
-                    obj.key(k)
-                ));
-            }
-        }
-        if obj.has("passphrase") {
-            self.ctx.warn(format!(
-                "{} is ignored: encrypted private keys are not supported, decrypt the key \
-                 (openssl pkey -in enc.key -out plain.key)",
-                obj.key("passphrase")
-            ));
-        }
-    }
-
-    fn require(&mut self, obj: &Obj<'_>, key: &str, present: bool, what: &str) {
-        if !present && self.ctx.errors.iter().all(|e| e.key != obj.key(key)) {
-            self.ctx
-                .err(obj.key(key), format!("missing: HTTPS needs {what}"));
-        }
-    }
-
-    fn add_http(&mut self, addr: SocketAddr, key: String) {
-        self.cfg.http.push(addr);
-        self.listeners.push((addr, key));
-    }
-
-    fn add_https(&mut self, l: HttpsListener, key: String) {
-        self.listeners.push((l.address, key));
-        self.cfg.https.push(l);
     }
 
     fn user_or_group(&mut self, top: &Obj<'_>, key: &str) -> Option<String> {
@@ -965,20 +635,6 @@ impl Builder<'_> {
         if let (k, Some(v)) = field("database") {
             if let Some(db) = raw::uint(ctx, &k, v, 0, i64::MAX as u64) {
                 url.db = i64::try_from(db).unwrap_or(0);
-            }
-        }
-    }
-
-    fn check_duplicates(&mut self) {
-        for (i, (addr, key)) in self.listeners.iter().enumerate() {
-            if addr.port() == 0 {
-                continue;
-            }
-            if let Some((_, first)) = self.listeners[..i].iter().find(|(a, _)| a == addr) {
-                self.ctx.errors.push(super::ConfigError::new(
-                    key.clone(),
-                    format!("{addr} is already a listener (from {first})"),
-                ));
             }
         }
     }

@@ -12,6 +12,7 @@ mod build;
 pub mod defaults;
 pub mod driver;
 mod error;
+mod listeners;
 mod raw;
 
 use std::net::SocketAddr;
