@@ -1,7 +1,7 @@
 //! Connections to Redis: the one place that knows how to reach a Redis
 //! server, how long to wait for it, and how to come back after losing it.
-//! The route reader stands on this module; nothing here knows what a
-//! connection is used for.
+//! The route reader and the dead-mark writer stand on this module;
+//! nothing here knows what a connection is used for.
 //!
 //! # Layout
 //! - [`target`]: [`Target`] (a driver URL and the CA to trust) and the

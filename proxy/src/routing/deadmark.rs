@@ -1,13 +1,15 @@
 //! Dead marks: what the request path reports when a backend fails, and the
-//! background writer that records them without ever blocking a request.
+//! background writer that records them without ever blocking a request,
+//! over its own [`Link`] to the write Redis.
 
 use std::sync::Arc;
 
 use hipache_schema::keys::{hchecker_is_fresh, unix_now, Keys, DEAD_CHANNEL, HCHECKER_PING};
-use redis::aio::ConnectionManager;
+use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
+use crate::redis_conn::{Dialer, Link, Target};
 
 /// A backend reported dead by a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,17 +27,20 @@ pub struct DeadMark {
 /// line (Redis is too slow or gone, and the next failure will mark again).
 pub const QUEUE: usize = 1024;
 
-/// Starts the Redis writer; returns the sending side.
+/// Starts the Redis writer and its connection to `target`; returns the
+/// sending side. Both stop when every sender is dropped.
 pub fn spawn_redis_writer(
-    conn: Arc<super::redis::Connector>,
+    target: &Target,
     keys: Keys,
     ttl_secs: u64,
     metrics: Arc<Metrics>,
-) -> mpsc::Sender<DeadMark> {
+) -> Result<mpsc::Sender<DeadMark>, String> {
+    let dialer = Dialer::new(target, false).map_err(|e| format!("write Redis: {e}"))?;
+    let link = Link::start(dialer, "write");
     let (tx, mut rx) = mpsc::channel::<DeadMark>(QUEUE);
     tokio::spawn(async move {
         while let Some(mark) = rx.recv().await {
-            let Some(mut c) = conn.get() else {
+            let Some(mut c) = link.get() else {
                 tracing::warn!(host = %mark.host, backend = %mark.backend, "Redis unavailable: dead mark dropped");
                 metrics.dead_mark("dropped");
                 continue;
@@ -45,17 +50,18 @@ pub fn spawn_redis_writer(
                 Err(e) => {
                     tracing::warn!(host = %mark.host, backend = %mark.backend, error = %e, "dead mark not written");
                     metrics.dead_mark("dropped");
+                    link.report_failure();
                 }
             }
         }
     });
-    tx
+    Ok(tx)
 }
 
 /// SADD + EXPIRE + PUBLISH in one MULTI, or only the PUBLISH while an
 /// active health checker keeps `hchecker_ping` fresh.
 async fn write_mark(
-    c: &mut ConnectionManager,
+    c: &mut MultiplexedConnection,
     keys: &Keys,
     ttl_secs: u64,
     mark: &DeadMark,

@@ -8,11 +8,13 @@
 //! - [`route`]: [`Route`], the candidates a store reads, and the lookup
 //!   rule [`resolve`] shared by both stores.
 //! - `redis`: [`RedisStore`]: one pipelined round trip per lookup, the
-//!   route cache in front of it; the write connection for dead marks.
-//! - `reader`: the read connection, shared by every lookup, and in
-//!   tracking mode the invalidations Redis pushes on it.
+//!   route cache in front of it, dead marks handed to the writer.
+//! - `reader`: the read connection (a `crate::redis_conn::Link`) and
+//!   what its events do: the cache dropped on reconnection, tracking
+//!   invalidations, the connection metrics.
 //! - [`cache`]: the route cache and its modes (strict, tracking, TTL).
-//! - [`deadmark`]: [`DeadMark`] and the background writer to Redis.
+//! - [`deadmark`]: [`DeadMark`] and the background writer to Redis, on
+//!   its own link to the write server.
 //! - `file`: [`FileStore`], routes from a YAML file, dead marks in memory.
 //!
 //! Nothing here imports this module back: each store stands on `route`,

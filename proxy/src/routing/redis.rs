@@ -1,12 +1,12 @@
-//! The Redis route store: one pipelined round trip per request on a
-//! multiplexed connection, and a separate write connection for dead marks.
+//! The Redis route store: one pipelined round trip per lookup on the read
+//! connection (`reader`), the route cache in front of it, and dead marks
+//! handed to the writer (`deadmark`) on its own connection.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hipache_schema::{candidates, Frontend, Keys};
-use parking_lot::RwLock;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::MultiplexedConnection;
 use redis::Value;
 use tokio::sync::mpsc;
 
@@ -18,87 +18,6 @@ use crate::config::{Config, RedisUrl, RouteCacheMode};
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use crate::redis_conn::Target;
-
-/// How long a request waits for Redis before failing. Redis answers a
-/// lookup in well under a millisecond; past this it is overloaded or gone,
-/// and a request must fail fast rather than hang.
-pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
-
-/// How long one connection attempt to Redis may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
-
-/// Longest pause between reconnection attempts while Redis is down.
-pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
-
-/// A Redis connection that is established in the background and
-/// re-established on failure, so that the proxy starts and keeps serving
-/// (with errors) while Redis is down.
-pub struct Connector {
-    conn: RwLock<Option<ConnectionManager>>,
-    connected: tokio::sync::watch::Sender<bool>,
-}
-
-impl Connector {
-    pub fn start(target: &Target, role: &'static str) -> Result<Arc<Self>, String> {
-        let client = target
-            .client(false)
-            .map_err(|e| format!("{role} Redis: {e}"))?;
-        let url = &target.url;
-        let this = Arc::new(Self {
-            conn: RwLock::new(None),
-            connected: tokio::sync::watch::Sender::new(false),
-        });
-        let weak = Arc::downgrade(&this);
-        let target = url.censored();
-        tokio::spawn(async move {
-            let config = ConnectionManagerConfig::new()
-                .set_response_timeout(Some(RESPONSE_TIMEOUT))
-                .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                .set_max_delay(MAX_RECONNECT_DELAY)
-                .set_number_of_retries(1);
-            let mut delay = Duration::from_millis(50);
-            let mut warned = false;
-            loop {
-                match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
-                    Ok(conn) => {
-                        tracing::info!(redis = %target, role, "connected to Redis");
-                        if let Some(this) = weak.upgrade() {
-                            *this.conn.write() = Some(conn);
-                            this.connected.send_replace(true);
-                        }
-                        return;
-                    }
-                    Err(e) => {
-                        if !warned {
-                            tracing::warn!(redis = %target, role, error = %e, "cannot connect to Redis; retrying");
-                            warned = true;
-                        }
-                    }
-                }
-                if weak.strong_count() == 0 {
-                    return;
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
-            }
-        });
-        Ok(this)
-    }
-
-    /// Waits until the first connection is established, for at most
-    /// `timeout`; true when connected.
-    pub async fn wait_connected(&self, timeout: Duration) -> bool {
-        let mut rx = self.connected.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|c| *c))
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }
-
-    /// A handle on the connection, or `None` while it was never established.
-    pub fn get(&self) -> Option<ConnectionManager> {
-        self.conn.read().clone()
-    }
-}
 
 pub struct RedisStore {
     read: ReadConn,
@@ -128,13 +47,12 @@ impl RedisStore {
         };
         let read_conn =
             ReadConn::start(&target(read), keys.clone(), cache.clone(), metrics.clone())?;
-        let write_conn = Connector::start(&target(write), "write")?;
         let marks = deadmark::spawn_redis_writer(
-            write_conn,
+            &target(write),
             Keys::new(write.prefix.clone()),
             config.dead_backend_ttl.as_secs(),
             metrics.clone(),
-        );
+        )?;
         Ok(Self {
             read: read_conn,
             metrics,
