@@ -245,18 +245,18 @@ fn start_status(
         Some(l) => l.identity.clone(),
         None => "hipache-syncer".to_owned(),
     };
-    reflectors.tasks.spawn(status::run(
-        client.clone(),
-        config.publish.clone(),
-        stores.ingresses.clone(),
+    reflectors.tasks.spawn(status::run(status::Inputs {
+        client: client.clone(),
+        publish: config.publish.clone(),
+        ingresses: stores.ingresses.clone(),
         publish_svc,
         svc_changed,
-        outcome_rx,
-        leader.clone(),
+        outcome: outcome_rx,
+        leader: leader.clone(),
         identity,
-        reflectors.metrics.clone(),
-        reflectors.shutdown.clone(),
-    ));
+        metrics: reflectors.metrics.clone(),
+        shutdown: reflectors.shutdown.clone(),
+    }));
     outcome_tx
 }
 

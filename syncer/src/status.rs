@@ -86,20 +86,40 @@ pub fn addresses(
     out
 }
 
+/// What the status task reads and whom it answers to.
+pub struct Inputs {
+    pub client: Client,
+    pub publish: PublishStatus,
+    pub ingresses: Store<Ingress>,
+    /// The Service whose addresses become the Ingresses' load-balancer
+    /// status, when one is published.
+    pub publish_svc: Option<Store<Service>>,
+    /// Notified when that Service changes.
+    pub svc_changed: Arc<Notify>,
+    /// The reconciler's latest outcome (problems to report as Events).
+    pub outcome: watch::Receiver<Outcome>,
+    /// Whether this replica holds the Lease (only the holder writes).
+    pub leader: watch::Receiver<bool>,
+    /// This replica's name in Events.
+    pub identity: String,
+    pub metrics: Metrics,
+    pub shutdown: CancellationToken,
+}
+
 /// Runs until `shutdown`: keeps status and Events in line with `outcome`.
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
-    client: Client,
-    publish: PublishStatus,
-    ingresses: Store<Ingress>,
-    publish_svc: Option<Store<Service>>,
-    svc_changed: Arc<Notify>,
-    mut outcome: watch::Receiver<Outcome>,
-    mut leader: watch::Receiver<bool>,
-    identity: String,
-    metrics: Metrics,
-    shutdown: CancellationToken,
-) {
+pub async fn run(inputs: Inputs) {
+    let Inputs {
+        client,
+        publish,
+        ingresses,
+        publish_svc,
+        svc_changed,
+        mut outcome,
+        mut leader,
+        identity,
+        metrics,
+        shutdown,
+    } = inputs;
     let mut events = Events {
         recorder: Recorder::new(
             client.clone(),
