@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::{MultiplexedConnection, PubSub};
 use redis::{
     AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, ProtocolVersion, PushInfo,
     RedisConnectionInfo, RedisResult,
@@ -47,7 +47,7 @@ pub enum TargetError {
 
 impl Target {
     /// A client for this target (RESP3 when `resp3`, for client tracking).
-    pub fn client(&self, resp3: bool) -> Result<redis::Client, TargetError> {
+    fn client(&self, resp3: bool) -> Result<redis::Client, TargetError> {
         let client_error = |source| TargetError::Client {
             redis: self.url.censored(),
             source,
@@ -102,7 +102,7 @@ fn connection_info(url: &RedisUrl, resp3: bool) -> RedisResult<redis::Connection
 pub type Pushes = mpsc::UnboundedReceiver<PushInfo>;
 
 /// Makes the connections to one target, every one of them through
-/// [`Dialer::multiplexed`].
+/// [`Dialer::multiplexed`] or [`Dialer::subscribe`].
 #[derive(Clone)]
 pub struct Dialer {
     client: redis::Client,
@@ -171,6 +171,25 @@ impl Dialer {
                 .await?;
         }
         Ok((conn, pushes))
+    }
+
+    /// A pub/sub connection subscribed to `channel`, within
+    /// [`CONNECT_TIMEOUT`] for the connection plus the reply timeout for
+    /// the subscription.
+    pub async fn subscribe(&self, channel: &str) -> RedisResult<PubSub> {
+        let work = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok(pubsub)
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT + self.response_timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no subscription within the connect and response timeouts",
+            )
+            .into()),
+        }
     }
 }
 

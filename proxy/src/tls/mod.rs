@@ -8,7 +8,8 @@
 //!   lock-free) and [`Resolver`] (one listener's default certificate plus
 //!   the store), the `ResolvesServerCert` of a listener.
 //! - [`dir`]: the certificate directory (`server.tlsDir`), rescanned.
-//! - [`redis`]: `tls:<host>` hashes in Redis, the `tls` channel, rescans.
+//! - [`redis`]: `tls:<host>` hashes in Redis, the `tls` channel, rescans;
+//!   its connections come from `crate::redis_conn`.
 //! - [`client`]: TLS toward backends.
 //!
 //! Reloads swap `Arc`s: a handshake in progress and every established

@@ -4,6 +4,11 @@
 //! pub/sub connection), and everything is rescanned every
 //! [`RESCAN_INTERVAL`] to repair missed messages and a lost subscription.
 //!
+//! Both connections come from [`crate::redis_conn`]: a [`Link`] of its own
+//! for the scans (so that they never queue behind request lookups, with
+//! the longer [`BULK_RESPONSE_TIMEOUT`]) and a subscription; each
+//! reconnects by itself.
+//!
 //! The name served is the key's host (an exact name or `*.<domain>`), not
 //! the certificate's SAN: that is what the writer (the syncer, from an
 //! Ingress's `tls.hosts`) asked for. A hash that does not load is logged
@@ -15,26 +20,21 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use hipache_schema::keys::{TLS_CERT_FIELD, TLS_CHANNEL, TLS_KEY_FIELD};
 use hipache_schema::Keys;
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::MultiplexedConnection;
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
+use tokio::sync::mpsc;
 
 use super::certs;
 use super::store::{normalize, CertStore, Names, Source};
-use crate::redis_conn::Target;
+use crate::redis_conn::subscription::{self, Delivery};
+use crate::redis_conn::{Backoff, Dialer, Link, Target, BULK_RESPONSE_TIMEOUT};
 
 /// Full rescan period: how long a missed `tls` message can go unnoticed.
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
-
-/// Pause before re-subscribing after the pub/sub connection failed.
-const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(2);
-
-/// Bound on one Redis command or connection attempt of this source.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Keys asked per SCAN step.
 const SCAN_COUNT: usize = 200;
@@ -48,9 +48,8 @@ type Fields = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 struct RedisCerts {
     store: Weak<CertStore>,
-    client: redis::Client,
-    /// Made on first use; it reconnects by itself afterwards.
-    conn: tokio::sync::Mutex<Option<ConnectionManager>>,
+    /// The command connection.
+    link: Link,
     keys: Keys,
     provider: Arc<CryptoProvider>,
     loaded: Mutex<Loaded>,
@@ -67,22 +66,19 @@ pub fn spawn(
     store: &Arc<CertStore>,
     provider: Arc<CryptoProvider>,
 ) -> Result<(), String> {
-    let url = &target.url;
-    let client = target
-        .client(false)
-        .map_err(|e| format!("tls Redis: {e}"))?;
+    let dialer = Dialer::new(target, false).map_err(|e| format!("tls Redis: {e}"))?;
+    let deliveries = subscription::subscribe(dialer.clone(), TLS_CHANNEL, "tls");
+    let link = Link::start(dialer.with_response_timeout(BULK_RESPONSE_TIMEOUT), "tls");
     let this = Arc::new(RedisCerts {
         store: Arc::downgrade(store),
-        client: client.clone(),
-        conn: tokio::sync::Mutex::new(None),
-        keys: Keys::new(url.prefix.clone()),
+        link,
+        keys: Keys::new(target.url.prefix.clone()),
         provider,
         loaded: Mutex::default(),
         bad: Mutex::default(),
     });
-    let target = url.censored();
     tokio::spawn(this.clone().rescans());
-    tokio::spawn(this.subscription(client, target));
+    tokio::spawn(this.subscription(deliveries));
     Ok(())
 }
 
@@ -94,7 +90,7 @@ impl RedisCerts {
     /// A full scan now (as soon as Redis is reachable) and every
     /// [`RESCAN_INTERVAL`].
     async fn rescans(self: Arc<Self>) {
-        let mut delay = Duration::from_millis(50);
+        let mut retry = Backoff::new();
         let mut done_once = false;
         while self.alive() {
             match self.full_scan().await {
@@ -102,105 +98,71 @@ impl RedisCerts {
                     done_once = true;
                     tokio::time::sleep(RESCAN_INTERVAL).await;
                 }
-                Err(e) => {
-                    if done_once {
-                        tracing::warn!(error = %e, "TLS certificates: Redis rescan failed; keeping the loaded ones");
-                        tokio::time::sleep(RESCAN_INTERVAL).await;
-                    } else {
-                        // Not connected yet: the first load comes as soon as it is.
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(RESUBSCRIBE_DELAY);
-                    }
+                Err(e) if done_once => {
+                    tracing::warn!(error = %e, "TLS certificates: Redis rescan failed; keeping the loaded ones");
+                    tokio::time::sleep(RESCAN_INTERVAL).await;
                 }
+                // Not connected yet: the first load comes as soon as it is.
+                Err(_) if !self.link.is_connected() => {
+                    self.link.wait_connected(RESCAN_INTERVAL).await;
+                }
+                Err(_) => retry.wait().await,
             }
         }
     }
 
-    /// Subscribes to `tls` and reloads each published host; re-subscribes
-    /// (and rescans, for what was missed meanwhile) after a failure.
-    async fn subscription(self: Arc<Self>, client: redis::Client, target: String) {
-        let mut warned = false;
-        let mut first = true;
+    /// Reloads each host published on `tls`, and rescans after each
+    /// re-subscription, for what was published meanwhile.
+    async fn subscription(self: Arc<Self>, mut deliveries: mpsc::Receiver<Delivery>) {
         while self.alive() {
-            let pubsub = async {
-                let mut p = client.get_async_pubsub().await?;
-                p.subscribe(TLS_CHANNEL).await?;
-                Ok::<_, redis::RedisError>(p)
+            let delivery = tokio::select! {
+                d = deliveries.recv() => d,
+                () = tokio::time::sleep(RESCAN_INTERVAL) => continue,
             };
-            let pubsub = match tokio::time::timeout(Duration::from_secs(5), pubsub).await {
-                Ok(Ok(p)) => p,
-                Ok(Err(e)) => {
-                    if !warned {
-                        tracing::warn!(redis = %target, error = %e, "TLS certificates: cannot subscribe to the tls channel; retrying");
-                        warned = true;
+            match delivery {
+                None => return,
+                Some(Delivery::Subscribed { again: false }) => {}
+                Some(Delivery::Subscribed { again: true }) => {
+                    if let Err(e) = self.full_scan().await {
+                        tracing::debug!(error = %e, "TLS certificates: rescan after re-subscribing failed");
                     }
-                    tokio::time::sleep(RESUBSCRIBE_DELAY).await;
-                    continue;
                 }
-                Err(_) => {
-                    tokio::time::sleep(RESUBSCRIBE_DELAY).await;
-                    continue;
-                }
-            };
-            tracing::debug!(redis = %target, "TLS certificates: subscribed to the tls channel");
-            warned = false;
-            if !first {
-                // Messages may have been missed while unsubscribed.
-                if let Err(e) = self.full_scan().await {
-                    tracing::debug!(error = %e, "TLS certificates: rescan after re-subscribing failed");
+                Some(Delivery::Message(payload)) => {
+                    let payload = String::from_utf8_lossy(&payload);
+                    let Some(host) = normalize(payload.trim()).map(|h| h.into_owned()) else {
+                        continue;
+                    };
+                    if let Err(e) = self.reload_host(&host).await {
+                        tracing::warn!(host = %host, error = %e, "TLS certificates: reload from Redis failed");
+                    }
                 }
             }
-            first = false;
-            let mut messages = pubsub.into_on_message();
-            loop {
-                let msg = tokio::select! {
-                    m = messages.next() => m,
-                    _ = tokio::time::sleep(RESCAN_INTERVAL) => {
-                        if self.alive() { continue } else { return }
-                    }
-                };
-                let Some(msg) = msg else { break };
-                let payload = String::from_utf8_lossy(msg.get_payload_bytes()).into_owned();
-                let Some(host) = normalize(payload.trim()).map(|h| h.into_owned()) else {
-                    continue;
-                };
-                if let Err(e) = self.reload_host(&host).await {
-                    tracing::warn!(host = %host, error = %e, "TLS certificates: reload from Redis failed");
-                }
-            }
-            tracing::debug!(redis = %target, "TLS certificates: tls channel subscription lost; re-subscribing");
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    /// The command connection (its own, so that certificate scans never
-    /// queue behind request lookups).
-    async fn conn(&self) -> Result<ConnectionManager, String> {
-        let mut conn = self.conn.lock().await;
-        if let Some(c) = conn.as_ref() {
-            return Ok(c.clone());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(1);
-        let c = ConnectionManager::new_with_config(self.client.clone(), config)
-            .await
-            .map_err(|e| e.to_string())?;
-        *conn = Some(c.clone());
-        Ok(c)
+    /// The command connection, or why there is none.
+    fn conn(&self) -> Result<MultiplexedConnection, String> {
+        self.link
+            .get()
+            .ok_or_else(|| "not connected to Redis".to_owned())
+    }
+
+    /// A command failed: the link probes its connection.
+    fn failed(&self, e: redis::RedisError) -> String {
+        self.link.report_failure();
+        e.to_string()
     }
 
     /// Re-reads one `tls:<host>` hash.
     async fn reload_host(&self, host: &str) -> Result<(), String> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn()?;
         let (cert, key): Fields = redis::cmd("HMGET")
             .arg(self.keys.tls(host))
             .arg(TLS_CERT_FIELD)
             .arg(TLS_KEY_FIELD)
             .query_async(&mut conn)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| self.failed(e))?;
         let Some(store) = self.store.upgrade() else {
             return Ok(());
         };
@@ -224,7 +186,7 @@ impl RedisCerts {
 
     /// SCANs every `tls:` key and replaces the whole Redis source.
     async fn full_scan(&self) -> Result<(), String> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn()?;
         let pattern = self.keys.tls_pattern();
         let mut cursor: u64 = 0;
         let mut seen: HashSet<String> = HashSet::new();
@@ -238,7 +200,7 @@ impl RedisCerts {
                 .arg(SCAN_COUNT)
                 .query_async(&mut conn)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| self.failed(e))?;
             let hosts: Vec<(String, String)> = batch
                 .into_iter()
                 .filter_map(|k| {
@@ -258,7 +220,7 @@ impl RedisCerts {
                 let replies: Vec<redis::Value> = pipe
                     .query_async(&mut conn)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| self.failed(e))?;
                 for ((_, host), reply) in hosts.iter().zip(replies) {
                     let fields: Option<Fields> = redis::from_redis_value(reply).ok();
                     match fields {
