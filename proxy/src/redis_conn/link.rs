@@ -18,8 +18,9 @@ use redis::aio::MultiplexedConnection;
 use redis::{PushInfo, PushKind};
 use tokio::sync::{oneshot, watch, Notify};
 
+use super::backoff::Backoff;
 use super::target::{Dialer, Pushes};
-use super::{Backoff, HEARTBEAT};
+use super::timeouts::HEARTBEAT;
 
 /// What the owner of a link is told, on the supervisor's task. Each
 /// method must return quickly: the supervisor waits for it.
@@ -204,7 +205,7 @@ mod tests {
 
     use super::*;
     use crate::config::RedisUrl;
-    use crate::redis_conn::Target;
+    use crate::redis_conn::target::Target;
 
     /// Counts the events it hears.
     #[derive(Default)]

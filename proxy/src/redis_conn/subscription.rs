@@ -9,8 +9,8 @@
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use super::backoff::Backoff;
 use super::target::Dialer;
-use super::Backoff;
 
 /// Deliveries waiting for the owner; past this, reading the channel waits
 /// (Redis buffers for a slow subscriber).

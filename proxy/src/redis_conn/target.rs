@@ -16,7 +16,7 @@ use redis::{
 };
 use tokio::sync::mpsc;
 
-use super::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use super::timeouts::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::config::RedisUrl;
 
 /// How to reach one Redis server: its URL, and for `rediss://` the CA to
