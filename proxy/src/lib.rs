@@ -11,10 +11,14 @@
 //! - [`shared`]: the composition root: what every request needs (config,
 //!   metrics, route store, backend pool, error pages, access log), built
 //!   once.
-//! - [`server`]: listeners, the accept loop and client connections.
+//! - [`server`]: listeners, the accept loop and client connections (with
+//!   the HTTP/2 limits), HTTPS listener wiring.
 //! - [`routing`]: the route store (Redis or a routes file): host to
 //!   frontend, backends and dead marks; the route cache and its modes.
-//! - [`upstream`]: backend choice, dead marks, the connection pool.
+//! - [`redis_conn`]: connections to Redis: targets and dialing (TLS, AUTH,
+//!   db, RESP3 tracking), the one reconnect backoff, kept-up links and
+//!   subscriptions, the Redis timeouts.
+//! - [`upstream`]: backend choice and the backend connection pool.
 //! - [`forward`]: one request, as named steps: route, attempt (backend
 //!   choice, retries, dead marks), respond (debug headers, tunnels); the
 //!   headers a backend is told, upgrades (WebSocket).
@@ -25,7 +29,8 @@
 //!   listener and backend TLS configurations.
 //! - [`metrics`]: every Prometheus metric, named in one place.
 //! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`).
-//! - [`shutdown`]: signals and draining.
+//! - [`shutdown`]: signals and the drain (readiness first, GOAWAY, idle
+//!   connections, tunnels last).
 //! - [`process`]: one process, or a master and its workers: sockets passed
 //!   to workers, restarts, the memory watch, privilege drop.
 
