@@ -139,8 +139,8 @@ pub enum StartError {
 
 /// Error pages: `<staticDir>/error_<code>.html`, else
 /// `<staticDir>/error_default.html`, else a built-in page. Files are read
-/// once per status and kept; [`ErrorPages::reload`] drops them (on SIGHUP or
-/// a config reload) so an operator can change pages without a restart.
+/// once per status and kept: a changed page is served after a restart (or
+/// a worker's replacement).
 #[derive(Debug, Default)]
 pub struct ErrorPages {
     dir: Option<PathBuf>,
@@ -153,10 +153,6 @@ impl ErrorPages {
             dir,
             cache: RwLock::default(),
         })
-    }
-
-    pub fn reload(&self) {
-        self.cache.write().clear();
     }
 
     /// The page for a status.

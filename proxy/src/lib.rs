@@ -34,22 +34,27 @@
 //! - [`process`]: one process, or a master and its workers: sockets passed
 //!   to workers, restarts, the memory watch, privilege drop.
 
-pub mod accesslog;
-pub mod admin;
+// The public API is what the binary and the tests drive: the command
+// line, the configuration, the metric names, the process model and the
+// proxy itself. Everything else is the crate's own.
 pub mod cli;
 pub mod config;
-pub mod error;
-pub mod forward;
-#[cfg(test)]
-mod fuzz;
 pub mod metrics;
 pub mod process;
-pub mod redis_conn;
-pub mod routing;
-pub mod server;
-pub mod shared;
 pub mod shutdown;
-pub mod tls;
-pub mod upstream;
 
-pub use server::Proxy;
+mod accesslog;
+mod admin;
+mod error;
+mod forward;
+#[cfg(test)]
+mod fuzz;
+mod redis_conn;
+mod routing;
+mod server;
+mod shared;
+mod tls;
+mod upstream;
+
+pub use error::StartError;
+pub use server::{Listeners, Proxy};

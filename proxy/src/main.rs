@@ -8,8 +8,7 @@ use clap::Parser;
 use hipache::cli::Args;
 use hipache::config::Config;
 use hipache::process::{self, worker::Inherited};
-use hipache::server::Listeners;
-use hipache::{config, shutdown, Proxy};
+use hipache::{config, shutdown, Listeners, Proxy};
 
 fn main() -> ExitCode {
     // First, before any thread exists: a worker takes the sockets its

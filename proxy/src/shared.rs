@@ -12,18 +12,18 @@ use crate::tls;
 use crate::upstream::{Pool, PoolConfig};
 
 /// Everything a request needs, shared by all connections.
-pub struct Shared {
-    pub config: Config,
-    pub metrics: Arc<Metrics>,
-    pub store: Arc<RouteStore>,
-    pub pool: Pool,
-    pub pages: Arc<ErrorPages>,
-    pub access_log: Option<AccessLog>,
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) store: Arc<RouteStore>,
+    pub(crate) pool: Pool,
+    pub(crate) pages: Arc<ErrorPages>,
+    pub(crate) access_log: Option<AccessLog>,
     /// Set to `true` when the drain timeout ends: every open tunnel sends
     /// its close frames and ends. Each tunnel holds a receiver, so the
     /// receiver count is the number of open tunnels (see
     /// [`crate::shutdown::drain`]).
-    pub tunnel_close: tokio::sync::watch::Sender<bool>,
+    pub(crate) tunnel_close: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -31,7 +31,7 @@ impl Shared {
     /// (opened: Redis or a routes file), the access log, the backend pool
     /// with its TLS configuration and the error pages. Must be called
     /// inside a tokio runtime.
-    pub async fn build(config: Config) -> Result<Self, StartError> {
+    pub(crate) async fn build(config: Config) -> Result<Self, StartError> {
         let backend_tls =
             tls::client_config(config.backend_ca.as_deref(), config.backend_tls_verify)
                 .map_err(|e| StartError::Tls(format!("server.backendCa: {e}")))?;

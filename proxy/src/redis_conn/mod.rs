@@ -31,5 +31,5 @@ pub mod timeouts;
 
 pub use backoff::Backoff;
 pub use link::{Events, Link};
-pub use target::{Dialer, Target, TargetError};
-pub use timeouts::{BULK_RESPONSE_TIMEOUT, CONNECT_TIMEOUT, HEARTBEAT, RESPONSE_TIMEOUT};
+pub use target::{Dialer, Target};
+pub use timeouts::BULK_RESPONSE_TIMEOUT;

@@ -36,7 +36,7 @@ use crate::metrics::Metrics;
 pub use deadmark::DeadMark;
 pub use file::FileStore;
 pub use redis::RedisStore;
-pub use route::{outcome, resolve, Candidate, Route};
+pub use route::{outcome, Route};
 
 /// How long startup waits for the first Redis connection before serving
 /// anyway (with 503s until Redis is reachable).

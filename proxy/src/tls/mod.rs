@@ -29,7 +29,7 @@ use rustls::{ServerConfig, SupportedProtocolVersion};
 
 pub use certs::CertError;
 pub use client::client_config;
-pub use store::{CertStore, Resolver, Source};
+pub use store::{CertStore, Resolver};
 
 /// TLS 1.3 and 1.2; 1.1 and older are refused (rustls cannot speak them).
 pub const PROTOCOL_VERSIONS: &[&SupportedProtocolVersion] =

@@ -74,11 +74,6 @@ impl CertStore {
         self.publish(&sources);
     }
 
-    /// What `source` currently provides for `name`.
-    pub fn get(&self, source: Source, name: &str) -> Option<Arc<CertifiedKey>> {
-        self.sources.lock().get(&source)?.get(name).cloned()
-    }
-
     fn publish(&self, sources: &HashMap<Source, Names>) {
         let mut merged = Names::new();
         for source in SOURCES.iter().rev() {
@@ -106,12 +101,9 @@ impl CertStore {
     }
 
     /// How many names are served (all sources).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.merged.load().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -74,10 +74,10 @@ struct HostPool {
 }
 
 /// A connection in use; it goes back to the pool with [`Conn::release`].
-pub struct Conn {
-    pub sender: SendRequest<UpstreamBody>,
+pub(crate) struct Conn {
+    pub(crate) sender: SendRequest<UpstreamBody>,
     /// Came from the pool (so it may turn out to be closed).
-    pub reused: bool,
+    pub(crate) reused: bool,
     host: Arc<HostPool>,
     keep_alive: bool,
     _permit: OwnedSemaphorePermit,
