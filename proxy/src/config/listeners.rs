@@ -7,73 +7,25 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
 use super::build::Builder;
 use super::defaults;
+use super::keys::{Key, Kind};
 use super::raw::{self, join, list_items, Obj};
-use super::HttpsListener;
-
-/// Listener keys of the 0.3 layout, under `server`.
-const SERVER_LISTENERS_03: &[&str] = &["port", "address", "address6", "https"];
-
-const HTTP: &[&str] = &["port", "bind"];
-const HTTP_BIND: &[&str] = &["address", "port"];
-
-/// TLS options of node that Hipache passed through and rustls decides itself.
-const TLS_IGNORED: &[&str] = &[
-    "ciphers",
-    "secureProtocol",
-    "secureOptions",
-    "honorCipherOrder",
-];
-
-const HTTPS_03: &[&str] = &[
-    "port",
-    "key",
-    "cert",
-    "ca",
-    "passphrase",
-    "ciphers",
-    "secureProtocol",
-    "secureOptions",
-    "honorCipherOrder",
-];
-const HTTPS_04: &[&str] = &[
-    "port",
-    "bind",
-    "key",
-    "cert",
-    "ca",
-    "passphrase",
-    "ciphers",
-    "secureProtocol",
-    "secureOptions",
-    "honorCipherOrder",
-];
-const HTTPS_BIND: &[&str] = &[
-    "address",
-    "port",
-    "key",
-    "cert",
-    "ca",
-    "passphrase",
-    "ciphers",
-    "secureProtocol",
-    "secureOptions",
-    "honorCipherOrder",
-];
+use super::{Config, HttpsListener};
 
 impl Builder<'_> {
     /// The listeners of whichever layout the file uses (0.4 when neither).
     pub(super) fn listeners(&mut self, top: &Obj<'_>, server: Option<&Obj<'_>>) {
         let has04 = top.has("http") || top.has("https");
+        // The parts of `server` are the 0.3 layout's listener keys.
         let keys03: Vec<&str> = server
             .map(|s| {
-                SERVER_LISTENERS_03
+                s.declared()
                     .iter()
-                    .copied()
-                    .filter(|k| s.has(k))
+                    .filter(|k| matches!(k.kind, Kind::Part(_)) && s.has(k.name))
+                    .map(|k| k.name)
                     .collect()
             })
             .unwrap_or_default();
@@ -118,15 +70,14 @@ impl Builder<'_> {
         for (ip, key) in &ips {
             self.add_http(SocketAddr::new(*ip, port), key.clone());
         }
-        let Some(v) = s.get("https") else { return };
-        let Some(h) = Obj::new(&mut self.ctx, s.key("https"), v, HTTPS_03) else {
+        let Some(h) = s.child(&mut self.ctx, "https") else {
             return;
         };
         let port = self.port(&h, defaults::HTTPS_PORT);
         let key = self.path(&h, "key");
         let cert = self.path(&h, "cert");
         let ca = self.ca(&h);
-        self.tls_options(&h);
+        self.read_keys(&h);
         self.require(&h, "key", key.is_some(), "a private key file (PEM)");
         self.require(&h, "cert", cert.is_some(), "a certificate chain file (PEM)");
         if let (Some(key_path), Some(cert_path)) = (key, cert) {
@@ -148,33 +99,31 @@ impl Builder<'_> {
     /// `http {port, bind}`, `https {port, bind, key, cert, ca}`.
     fn layout04(&mut self, top: &Obj<'_>) {
         self.http04(top);
-        if let Some(v) = top.get("https") {
-            if let Some(h) = Obj::new(&mut self.ctx, "https".to_owned(), v, HTTPS_04) {
-                self.https04(&h);
-                h.finish(&mut self.ctx);
-            }
+        if let Some(h) = top.child(&mut self.ctx, "https") {
+            self.https04(&h);
+            h.finish(&mut self.ctx);
         }
     }
 
     /// `http {port, bind}`; without a `bind`, Hipache 0.4's loopback.
     fn http04(&mut self, top: &Obj<'_>) {
-        let http = match top.get("http") {
-            Some(v) => Obj::new(&mut self.ctx, "http".to_owned(), v, HTTP),
-            None => None,
-        };
+        let http = top.child(&mut self.ctx, "http");
         let port = match &http {
             Some(h) => self.port(h, defaults::HTTP_PORT),
             None => defaults::HTTP_PORT,
         };
-        match http.as_ref().and_then(|h| h.get("bind")) {
+        let binds = http
+            .as_ref()
+            .and_then(|h| h.get("bind").map(|v| (v, h.keys_of("bind"))));
+        match binds {
             None => {
                 for ip in defaults::HTTP_BIND_04 {
                     self.add_http(SocketAddr::new(ip, port), "http.bind".to_owned());
                 }
             }
-            Some(v) => {
+            Some((v, known)) => {
                 for (key, item) in list_items("http.bind", v) {
-                    if let Some((addr, bind)) = self.bind_item(&key, item, port, HTTP_BIND) {
+                    if let Some((addr, bind)) = self.bind_item(&key, item, port, known) {
                         self.add_http(addr, key);
                         if let Some(bind) = bind {
                             bind.finish(&mut self.ctx);
@@ -196,7 +145,7 @@ impl Builder<'_> {
         let key = self.path(h, "key");
         let cert = self.path(h, "cert");
         let ca = self.ca(h);
-        self.tls_options(h);
+        self.read_keys(h);
         let items = h
             .get("bind")
             .map(|v| list_items("https.bind", v))
@@ -210,12 +159,12 @@ impl Builder<'_> {
         let mut key_missing = items.is_empty() && key.is_none();
         let mut cert_missing = items.is_empty() && cert.is_none();
         for (bkey, item) in items {
-            let Some((address, bind)) = self.bind_item(&bkey, item, port, HTTPS_BIND) else {
+            let Some((address, bind)) = self.bind_item(&bkey, item, port, h.keys_of("bind")) else {
                 continue;
             };
             let (bind_key, bind_cert, bind_ca) = match &bind {
                 Some(b) => {
-                    self.tls_options(b);
+                    self.read_keys(b);
                     let ca = if b.has("ca") { Some(self.ca(b)) } else { None };
                     (self.path(b, "key"), self.path(b, "cert"), ca)
                 }
@@ -269,7 +218,7 @@ impl Builder<'_> {
         key: &str,
         item: &'v Value,
         port: u16,
-        known: &'static [&'static str],
+        known: &'static [Key],
     ) -> Option<(SocketAddr, Option<Obj<'v>>)> {
         match item {
             Value::Object(_) => {
@@ -314,24 +263,6 @@ impl Builder<'_> {
         out
     }
 
-    fn tls_options(&mut self, obj: &Obj<'_>) {
-        for k in TLS_IGNORED {
-            if obj.has(k) {
-                self.ctx.warn(format!(
-                    "{} is ignored: TLS is rustls, 1.2 and 1.3 only, with its own modern cipher suites",
-                    obj.key(k)
-                ));
-            }
-        }
-        if obj.has("passphrase") {
-            self.ctx.warn(format!(
-                "{} is ignored: encrypted private keys are not supported, decrypt the key \
-                 (openssl pkey -in enc.key -out plain.key)",
-                obj.key("passphrase")
-            ));
-        }
-    }
-
     fn require(&mut self, obj: &Obj<'_>, key: &str, present: bool, what: &str) {
         if !present && self.ctx.errors.iter().all(|e| e.key != obj.key(key)) {
             self.ctx
@@ -364,4 +295,32 @@ impl Builder<'_> {
             }
         }
     }
+}
+
+/// The listeners as `--dry` prints them: the 0.4 layout, a bind per
+/// address; no `https` section without an HTTPS listener.
+pub(super) fn show(c: &Config, doc: &mut Map<String, Value>) {
+    let http: Vec<Value> = c
+        .http
+        .iter()
+        .map(|a| json!({"address": a.ip().to_string(), "port": a.port()}))
+        .collect();
+    doc.insert("http".to_owned(), json!({ "bind": http }));
+    if c.https.is_empty() {
+        return;
+    }
+    let https: Vec<Value> = c
+        .https
+        .iter()
+        .map(|l| {
+            json!({
+                "address": l.address.ip().to_string(),
+                "port": l.address.port(),
+                "key": l.key.display().to_string(),
+                "cert": l.cert.display().to_string(),
+                "ca": l.ca.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    doc.insert("https".to_owned(), json!({ "bind": https }));
 }

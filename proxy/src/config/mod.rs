@@ -2,16 +2,37 @@
 //! read into a raw document, then validated into one [`Config`], which is
 //! all the rest of the proxy ever sees. Every problem is reported at once.
 //!
-//! Layout: [`raw`] reads JSON or YAML and holds the typed getters that
-//! collect errors, [`build`] turns the document into a [`Config`] (both
-//! layouts, defaults), [`driver`] parses driver URLs, [`defaults`] names
-//! every default, [`error`] is the error list. [`load`] finds the file and
-//! applies the command-line and environment overrides of [`crate::cli::Args`].
+//! Layout:
+//! - [`keys`] declares every key of the file once, in tables that mirror
+//!   the file's objects: its name, the kind of value it takes (and so how
+//!   it is read into its `Config` field and printed back by `--dry`), one
+//!   line of documentation, whether it holds a secret. The keys an object
+//!   may hold, the `--dry` printer and the key tables of
+//!   `docs/configuration.md` (held to the tables by a test) all come from
+//!   there. A key's default is its field's value in [`Config::default`].
+//! - [`raw`] reads JSON or YAML and holds the typed getters that collect
+//!   errors, and [`raw::Obj`], an object checked against its declared keys
+//!   ("did you mean").
+//! - [`build`] walks the document: the settings as declared, the driver and
+//!   Hipache's legacy `redis*` keys, the checks that span keys;
+//!   [`listeners`] reads the listeners of both layouts.
+//! - [`driver`] parses driver URLs (Redis ones with the schema crate's
+//!   parser, into its [`RedisUrl`]), [`defaults`] names every default,
+//!   [`error`] is the error list.
+//! - [`load`] finds the file and applies the command-line and environment
+//!   overrides of [`crate::cli::Args`].
+//!
+//! Why tables of plain data (a slice of key declarations, each kind of
+//! value parsed and printed by one function) rather than serde derive: a
+//! derive stops at the first bad field, and an operator must see every
+//! problem at once; rather than a macro: the tables read as the list of
+//! keys they are, and rustfmt formats them.
 
 mod build;
 pub mod defaults;
 pub mod driver;
 mod error;
+mod keys;
 mod listeners;
 mod raw;
 
@@ -20,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub use error::{ConfigError, ConfigErrors};
 /// A Redis driver URL: the schema crate's, the parser the syncer uses too.
@@ -456,87 +477,9 @@ impl Config {
     /// The effective configuration as a document in the 0.4 layout (which
     /// parses back to the same `Config`), Redis passwords replaced by `***`.
     pub fn censored_value(&self) -> Value {
-        let opt_secs = |d: Option<Duration>| d.map_or(Value::from(0), build::seconds_json);
-        let driver = match &self.driver {
-            Driver::File(p) => Value::from(format!("file:{}", p.display())),
-            Driver::Redis { read, write } if read == write => Value::from(read.censored()),
-            Driver::Redis { read, write } => json!([read.censored(), write.censored()]),
-        };
-        let access_log = match &self.access_log {
-            None => Value::Null,
-            Some(AccessLogTarget::Stdout) => Value::from("-"),
-            Some(AccessLogTarget::File(p)) => Value::from(p.display().to_string()),
-        };
-        let http: Vec<Value> = self
-            .http
-            .iter()
-            .map(|a| json!({"address": a.ip().to_string(), "port": a.port()}))
-            .collect();
-        let https: Vec<Value> = self
-            .https
-            .iter()
-            .map(|l| {
-                json!({
-                    "address": l.address.ip().to_string(),
-                    "port": l.address.port(),
-                    "key": l.key.display().to_string(),
-                    "cert": l.cert.display().to_string(),
-                    "ca": l.ca.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let mut doc = json!({
-            "server": {
-                "accessLog": access_log,
-                "workers": self.workers,
-                "maxSockets": self.max_sockets,
-                "maxSocketsWait": build::seconds_json(self.max_sockets_wait),
-                "deadBackendTTL": build::seconds_json(self.dead_backend_ttl),
-                "tcpTimeout": opt_secs(self.tcp_timeout),
-                "tunnelIdleTimeout": opt_secs(self.tunnel_idle_timeout),
-                "metricsPerFrontend": self.metrics_per_frontend,
-                "connectTimeout": opt_secs(self.connect_timeout),
-                "retryOnError": self.retry_on_error,
-                "deadBackendOn500": self.dead_backend_on_500,
-                "httpKeepAlive": self.http_keep_alive,
-                "debug": self.debug,
-                "debugFrom": match &self.debug_from {
-                    DebugFrom::Networks(nets) => json!(nets.iter().map(ToString::to_string).collect::<Vec<_>>()),
-                    DebugFrom::Any => json!("any"),
-                },
-                "upgradeProtocols": self.upgrade_protocols,
-                "forwardedHeader": self.forwarded_header,
-                "lruCache": self.lru_cache.map(|l| json!({"size": l.size, "ttl": build::seconds_json(l.ttl)})),
-                "routeCache": match self.route_cache {
-                    RouteCacheMode::Strict => "strict",
-                    RouteCacheMode::Tracking => "tracking",
-                },
-                "staticDir": self.static_dir.as_ref().map(|p| p.display().to_string()),
-                "trustedProxies": self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "maxBodySize": self.max_body_size,
-                "maxHeaderSize": self.max_header_size,
-                "maxHeaders": self.max_headers,
-                "adminAddress": self.admin.map(|a| a.to_string()),
-                "drainTimeout": build::seconds_json(self.drain_timeout),
-                "memoryLimit": self.memory_limit,
-                "tlsDir": self.tls_dir.as_ref().map(|p| p.display().to_string()),
-                "backendCa": self.backend_ca.as_ref().map(|p| p.display().to_string()),
-                "redisCa": self.redis_ca.as_ref().map(|p| p.display().to_string()),
-                "backendTlsVerify": self.backend_tls_verify,
-                "httpsRedirect": self.https_redirect,
-                "tlsHandshakeTimeout": opt_secs(self.tls_handshake_timeout),
-            },
-            "http": {"bind": http},
-            "driver": driver,
-            "user": self.user,
-            "group": self.group,
-        });
-        if !https.is_empty() {
-            if let Some(obj) = doc.as_object_mut() {
-                obj.insert("https".to_owned(), json!({ "bind": https }));
-            }
-        }
-        doc
+        let mut doc = keys::show(keys::TOP, self);
+        listeners::show(self, &mut doc);
+        Value::Object(doc)
     }
 
     /// [`Config::censored_value`] as pretty JSON.

@@ -1,5 +1,6 @@
-//! The raw file: JSON or YAML read into a `serde_json::Value`, and typed
-//! getters that record a [`ConfigError`] instead of stopping.
+//! The raw file: JSON or YAML read into a `serde_json::Value`, objects
+//! checked against their declared keys, and typed getters that record a
+//! [`ConfigError`] instead of stopping.
 //!
 //! We deliberately do not use serde derive on structs here (Sōzu's
 //! FileConfig does): derive stops at the first bad field, and an operator
@@ -11,6 +12,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::error::{ConfigError, ConfigErrors};
+use super::keys::Key;
 
 /// How to read the text of a configuration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -129,12 +131,12 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// An object of the file with the keys it may hold; reading a key marks it
-/// as known, and [`Obj::finish`] reports the others.
+/// An object of the file with the keys declared for it; reading a key
+/// marks it as known, and [`Obj::finish`] reports the others.
 pub struct Obj<'a> {
     pub path: String,
     map: &'a Map<String, Value>,
-    known: &'static [&'static str],
+    known: &'static [Key],
 }
 
 impl<'a> Obj<'a> {
@@ -143,7 +145,7 @@ impl<'a> Obj<'a> {
         ctx: &mut Ctx,
         path: String,
         value: &'a Value,
-        known: &'static [&'static str],
+        known: &'static [Key],
     ) -> Option<Self> {
         match value {
             Value::Object(map) => Some(Self { path, map, known }),
@@ -154,9 +156,36 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// The keys this object may hold.
+    pub fn declared(&self) -> &'static [Key] {
+        self.known
+    }
+
+    /// The keys declared for the object (or each object of the list) at
+    /// `key`.
+    pub fn keys_of(&self, key: &str) -> &'static [Key] {
+        match self.known.iter().find(|k| k.name == key) {
+            Some(k) => k.keys,
+            None => {
+                debug_assert!(false, "{key} is not declared");
+                &[]
+            }
+        }
+    }
+
+    /// The object at `key`, when present (`None` with an error when it is
+    /// not an object).
+    pub fn child(&self, ctx: &mut Ctx, key: &str) -> Option<Obj<'a>> {
+        let v = self.get(key)?;
+        Obj::new(ctx, self.key(key), v, self.keys_of(key))
+    }
+
     /// The value at `key`, `null` included.
     pub fn raw(&self, key: &str) -> Option<&'a Value> {
-        debug_assert!(self.known.contains(&key), "{key} not in the known list");
+        debug_assert!(
+            self.known.iter().any(|k| k.name == key),
+            "{key} is not declared"
+        );
         self.map.get(key)
     }
 
@@ -173,11 +202,11 @@ impl<'a> Obj<'a> {
         join(&self.path, key)
     }
 
-    /// Reports every key not in the known list.
+    /// Reports every key not declared.
     pub fn finish(&self, ctx: &mut Ctx) {
         for key in self.map.keys() {
-            if !self.known.contains(&key.as_str()) {
-                let hint = closest(key, self.known)
+            if !self.known.iter().any(|k| k.name == key) {
+                let hint = closest(key, self.known.iter().map(|k| &k.name))
                     .map(|k| format!(" (did you mean {k:?}?)"))
                     .unwrap_or_default();
                 ctx.err(self.key(key), format!("unknown key{hint}"));
@@ -187,10 +216,13 @@ impl<'a> Obj<'a> {
 }
 
 /// The known key closest to a typo, if close enough to suggest.
-fn closest(key: &str, known: &[&'static str]) -> Option<&'static str> {
+fn closest<'k>(
+    key: &str,
+    known: impl IntoIterator<Item = &'k &'static str>,
+) -> Option<&'static str> {
     let lower = key.to_ascii_lowercase();
     known
-        .iter()
+        .into_iter()
         .map(|k| (edit_distance(&lower, &k.to_ascii_lowercase()), *k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 4))
         .min_by_key(|(d, _)| *d)

@@ -1016,3 +1016,267 @@ fn redis_password_override_applies_to_both_connections() {
         "the password stays censored"
     );
 }
+
+mod declarations {
+    //! The key declarations held to what they feed: the key tables of
+    //! docs/configuration.md, `--dry`, and `Config::default()`.
+
+    use serde_json::{json, Value};
+
+    use super::super::keys::{self, Key, Kind};
+    use super::super::{parse, Config, Format};
+
+    const DOCS: &str = include_str!("../../../docs/configuration.md");
+
+    /// Every declared key with its dotted path (the keys of a list's
+    /// objects after the list's name: `http.bind.address`).
+    fn every_key() -> Vec<(String, &'static Key)> {
+        fn walk(prefix: &str, keys: &'static [Key], out: &mut Vec<(String, &'static Key)>) {
+            for key in keys {
+                let path = if prefix.is_empty() {
+                    key.name.to_owned()
+                } else {
+                    format!("{prefix}.{}", key.name)
+                };
+                out.push((path.clone(), key));
+                walk(&path, key.keys, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk("", keys::TOP, &mut out);
+        out
+    }
+
+    /// What the docs must show as the key's default, when it has a row.
+    fn documented_default(key: &Key) -> Option<Value> {
+        match key.kind {
+            Kind::Part(default) => default.map(|f| f()),
+            Kind::Ignored(_) => None,
+            kind => kind.show(&Config::default()),
+        }
+    }
+
+    /// A row of a docs table whose first column is `key`.
+    struct Row {
+        line: usize,
+        names: Vec<String>,
+        default: Option<String>,
+        meaning: String,
+    }
+
+    impl Row {
+        fn is_for(&self, path: &str) -> bool {
+            self.names.iter().any(|n| n == path)
+        }
+    }
+
+    fn rows() -> Vec<Row> {
+        let mut out = Vec::new();
+        let mut header: Option<Vec<String>> = None;
+        for (i, line) in DOCS.lines().enumerate() {
+            let Some(inner) = line.trim().strip_prefix('|') else {
+                header = None;
+                continue;
+            };
+            let cells: Vec<String> = inner
+                .trim_end_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_owned())
+                .collect();
+            let Some(head) = &header else {
+                header = Some(cells);
+                continue;
+            };
+            if head[0] != "key" || cells.iter().all(|c| c.chars().all(|ch| ch == '-')) {
+                continue;
+            }
+            let column = |name: &str| {
+                let at = head.iter().position(|h| h == name)?;
+                cells.get(at).cloned()
+            };
+            out.push(Row {
+                line: i + 1,
+                names: cells[0]
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_owned)
+                    .collect(),
+                default: column("default"),
+                meaning: column("meaning").unwrap_or_default(),
+            });
+        }
+        out
+    }
+
+    /// A default cell: JSON in backticks, or `none`/`absent`.
+    fn cell_value(cell: &str) -> Value {
+        match cell.trim_matches('`') {
+            "none" | "absent" => Value::Null,
+            text => serde_json::from_str(text)
+                .unwrap_or_else(|e| panic!("default {cell:?} is not JSON: {e}")),
+        }
+    }
+
+    #[test]
+    fn every_key_with_a_default_has_its_row_in_the_docs() {
+        let rows = rows();
+        let mut problems = Vec::new();
+        for (path, key) in every_key() {
+            let Some(default) = documented_default(key) else {
+                continue;
+            };
+            // The tables of the `server` sections name a key alone.
+            let bare = path.strip_prefix("server.").unwrap_or(&path);
+            let Some(row) = rows
+                .iter()
+                .find(|r| r.is_for(&path))
+                .or_else(|| rows.iter().find(|r| r.is_for(bare)))
+            else {
+                problems.push(format!("{path}: no row in docs/configuration.md"));
+                continue;
+            };
+            if !row.meaning.starts_with(key.doc) {
+                problems.push(format!(
+                    "{path} (line {}): the meaning should begin with {:?}",
+                    row.line, key.doc
+                ));
+            }
+            match &row.default {
+                Some(cell) if cell_value(cell) != default => problems.push(format!(
+                    "{path} (line {}): default {cell}, declared {default}",
+                    row.line
+                )),
+                Some(_) => {}
+                None => problems.push(format!("{path} (line {}): no default", row.line)),
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn every_row_of_the_docs_is_a_declared_key() {
+        let paths: Vec<String> = every_key().into_iter().map(|(p, _)| p).collect();
+        let declared = |name: &str| {
+            paths
+                .iter()
+                .any(|p| p == name || *p == format!("server.{name}"))
+        };
+        let rows = rows();
+        assert!(rows.len() > 40, "the key tables were not found");
+        for row in rows {
+            assert!(!row.names.is_empty(), "line {}: no key", row.line);
+            for name in &row.names {
+                assert!(declared(name), "line {}: {name} is not declared", row.line);
+            }
+        }
+    }
+
+    #[test]
+    fn every_ignored_key_is_named_in_the_docs() {
+        for (path, key) in every_key() {
+            if matches!(key.kind, Kind::Ignored(_)) {
+                let named = every_key().into_iter().any(|(p, k)| {
+                    k.name == key.name
+                        && matches!(k.kind, Kind::Ignored(_))
+                        && DOCS.contains(&format!("`{p}`"))
+                });
+                assert!(named, "{path} is ignored, but the docs do not say so");
+            }
+        }
+    }
+
+    #[test]
+    fn declarations_are_well_formed() {
+        fn check(path: &str, keys: &'static [Key]) {
+            for (i, key) in keys.iter().enumerate() {
+                let at = format!("{path}.{}", key.name);
+                assert!(!key.doc.is_empty(), "{at}: no doc line");
+                assert!(
+                    keys[..i].iter().all(|k| k.name != key.name),
+                    "{at}: declared twice"
+                );
+                check(&at, key.keys);
+            }
+        }
+        check("", keys::TOP);
+    }
+
+    #[test]
+    fn each_setting_written_at_its_default_changes_nothing() {
+        let mut settings = 0;
+        for (path, key) in every_key() {
+            let Some(default) = key.kind.show(&Config::default()) else {
+                continue;
+            };
+            settings += 1;
+            let doc = match path.split_once('.') {
+                Some((section, name)) => json!({ section: { name: default } }),
+                None => json!({ path.clone(): default }),
+            };
+            let parsed =
+                parse(&doc.to_string(), Format::Json).unwrap_or_else(|e| panic!("{doc}: {e}"));
+            assert_eq!(parsed, Config::default(), "{doc}");
+        }
+        assert!(settings > 30, "{settings} settings");
+    }
+
+    #[test]
+    fn listener_defaults_are_what_an_absent_key_means() {
+        let defaults = |section: &'static [Key]| -> Value {
+            section
+                .iter()
+                .filter_map(|k| match k.kind {
+                    Kind::Part(Some(f)) if !f().is_null() => Some((k.name.to_owned(), f())),
+                    _ => None,
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        let top = |name: &str| {
+            keys::TOP
+                .iter()
+                .find(|k| k.name == name)
+                .map(|k| k.keys)
+                .unwrap_or_default()
+        };
+        let http = json!({ "http": defaults(top("http")) });
+        assert_eq!(
+            parse(&http.to_string(), Format::Json).unwrap(),
+            Config::default()
+        );
+        let server = json!({ "server": defaults(top("server")) });
+        assert_eq!(
+            parse(&server.to_string(), Format::Json).unwrap(),
+            parse(r#"{"server": {"port": 80}}"#, Format::Json).unwrap(),
+            "{server}"
+        );
+    }
+
+    #[test]
+    fn secrets_are_censored_by_their_printers() {
+        let c = parse(
+            r#"{"driver": ["redis://u:hunter2@a", "redis://:hunter2@b"]}"#,
+            Format::Json,
+        )
+        .unwrap();
+        let mut shown = 0;
+        for (path, key) in every_key() {
+            if !key.secret {
+                continue;
+            }
+            if let Some(v) = key.kind.show(&c) {
+                let text = v.to_string();
+                assert!(
+                    !text.contains("hunter2") && text.contains("***"),
+                    "{path}: {text}"
+                );
+                shown += 1;
+            }
+        }
+        assert!(
+            shown > 0,
+            "no secret key is printed: the test checks nothing"
+        );
+    }
+}
