@@ -457,10 +457,7 @@ impl Kind {
                     *(f.set)(cfg) = Some(PathBuf::from(p));
                     b.dirs.push((key.to_owned(), PathBuf::from(p)));
                 }
-                other => ctx.err(
-                    key,
-                    format!("expected a directory path or null, got {}", shown(other)),
-                ),
+                other => ctx.expected(key, "a directory path or null", other),
             },
             Kind::File(f) => {
                 let path = b.file(key, v);
@@ -552,13 +549,7 @@ fn user_or_group(ctx: &mut Ctx, key: &str, v: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) if n.is_u64() => Some(n.to_string()),
         other => {
-            ctx.err(
-                key,
-                format!(
-                    "expected a user or group name or numeric id, got {}",
-                    shown(other)
-                ),
-            );
+            ctx.expected(key, "a user or group name or numeric id", other);
             None
         }
     }
@@ -580,13 +571,8 @@ fn read_access_log(b: &mut Builder<'_>, key: &str, v: &Value) {
         Value::String(p) if p == "-" => Some(AccessLogTarget::Stdout),
         Value::String(p) => Some(AccessLogTarget::File(p.into())),
         other => {
-            return b.ctx.err(
-                key,
-                format!(
-                    "expected a file path, \"-\" (stdout) or null (no access log), got {}",
-                    shown(other)
-                ),
-            )
+            let what = "a file path, \"-\" (stdout) or null (no access log)";
+            return b.ctx.expected(key, what, other);
         }
     };
 }
@@ -660,10 +646,7 @@ fn read_route_cache(b: &mut Builder<'_>, key: &str, v: &Value) {
     match v.as_str().map(str::to_ascii_lowercase).as_deref() {
         Some("strict") => b.cfg.route_cache = RouteCacheMode::Strict,
         Some("tracking") => b.cfg.route_cache = RouteCacheMode::Tracking,
-        _ => b.ctx.err(
-            key,
-            format!("expected \"strict\" or \"tracking\", got {}", shown(v)),
-        ),
+        _ => b.ctx.expected(key, "\"strict\" or \"tracking\"", v),
     }
 }
 
@@ -679,17 +662,12 @@ fn read_debug_from(b: &mut Builder<'_>, key: &str, v: &Value) {
         Value::String(w) if w.eq_ignore_ascii_case("any") => DebugFrom::Any,
         Value::String(w) if w.eq_ignore_ascii_case("trusted") => DebugFrom::default(),
         Value::Array(_) => {
-            let what = "expected an IP address or CIDR network";
+            let what = "an IP address or CIDR network";
             DebugFrom::Networks(networks(&mut b.ctx, key, v, what))
         }
         _ => {
-            return b.ctx.err(
-                key,
-                format!(
-                    "expected \"trusted\" (loopback and trustedProxies), \"any\", or a list of networks, got {}",
-                    shown(v)
-                ),
-            )
+            let what = "\"trusted\" (loopback and trustedProxies), \"any\", or a list of networks";
+            return b.ctx.expected(key, what, v);
         }
     };
 }
@@ -702,7 +680,7 @@ fn show_debug_from(c: &Config) -> Value {
 }
 
 fn read_trusted_proxies(b: &mut Builder<'_>, key: &str, v: &Value) {
-    let what = "expected an IP address or CIDR network (such as \"10.0.0.0/8\")";
+    let what = "an IP address or CIDR network (such as \"10.0.0.0/8\")";
     b.cfg.trusted_proxies = networks(&mut b.ctx, key, v, what);
 }
 
@@ -711,13 +689,13 @@ fn show_trusted_proxies(c: &Config) -> Value {
 }
 
 /// A list of networks (a single one is a list of one); each bad element is
-/// an error saying `what` was expected.
+/// an error: `what` was expected.
 fn networks(ctx: &mut Ctx, key: &str, v: &Value, what: &str) -> Vec<IpNet> {
     let mut nets = Vec::new();
     for (key, item) in list_items(key, v) {
         match item.as_str().and_then(parse_net) {
             Some(net) => nets.push(net),
-            None => ctx.err(key, format!("{what}, got {}", shown(item))),
+            None => ctx.expected(key, what, item),
         }
     }
     nets
@@ -738,13 +716,10 @@ fn read_upgrade_protocols(b: &mut Builder<'_>, key: &str, v: &Value) {
             Some(p) if !p.is_empty() && p.bytes().all(is_token_byte) => {
                 b.cfg.upgrade_protocols.push(p);
             }
-            _ => b.ctx.err(
-                key,
-                format!(
-                    "expected an upgrade protocol name (such as \"websocket\"), got {}",
-                    shown(item)
-                ),
-            ),
+            _ => {
+                let what = "an upgrade protocol name (such as \"websocket\")";
+                b.ctx.expected(key, what, item);
+            }
         }
     }
 }
@@ -785,13 +760,11 @@ fn read_admin_address(b: &mut Builder<'_>, key: &str, v: &Value) {
     }
     match v.as_str().and_then(parse_socket_addr) {
         Some(a) => b.cfg.admin = Some(a),
-        None => b.ctx.err(
-            key,
-            format!(
-                "expected \"ip:port\" (such as \"127.0.0.1:9090\" or \"[::]:9090\"), or null to disable, got {}",
-                shown(v)
-            ),
-        ),
+        None => {
+            let what =
+                "\"ip:port\" (such as \"127.0.0.1:9090\" or \"[::]:9090\"), or null to disable";
+            b.ctx.expected(key, what, v);
+        }
     }
 }
 

@@ -92,6 +92,11 @@ impl Ctx {
         self.errors.push(ConfigError::new(key, message));
     }
 
+    /// An error at `key`: `expected <what>, got <v>`.
+    pub fn expected(&mut self, key: impl Into<String>, what: &str, v: &Value) {
+        self.err(key, format!("expected {what}, got {}", show(v)));
+    }
+
     pub fn warn(&mut self, message: impl Into<String>) {
         self.warnings.push(message.into());
     }
@@ -150,7 +155,7 @@ impl<'a> Obj<'a> {
         match value {
             Value::Object(map) => Some(Self { path, map, known }),
             other => {
-                ctx.err(path, format!("expected an object, got {}", show(other)));
+                ctx.expected(path, "an object", other);
                 None
             }
         }
@@ -286,10 +291,7 @@ pub fn uint(ctx: &mut Ctx, key: &str, v: &Value, min: u64, max: u64) -> Option<u
             } else {
                 format!("between {min} and {max}")
             };
-            ctx.err(
-                key,
-                format!("expected a whole number {range}, got {}", show(v)),
-            );
+            ctx.expected(key, &format!("a whole number {range}"), v);
             None
         }
     }
@@ -307,7 +309,7 @@ pub fn boolean(ctx: &mut Ctx, key: &str, v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         other => {
-            ctx.err(key, format!("expected true or false, got {}", show(other)));
+            ctx.expected(key, "true or false", other);
             None
         }
     }
@@ -322,7 +324,7 @@ pub fn string(ctx: &mut Ctx, key: &str, v: &Value) -> Option<String> {
             None
         }
         other => {
-            ctx.err(key, format!("expected a string, got {}", show(other)));
+            ctx.expected(key, "a string", other);
             None
         }
     }
@@ -333,10 +335,7 @@ pub fn seconds(ctx: &mut Ctx, key: &str, v: &Value) -> Option<Duration> {
     match number(v) {
         Some(f) if (0.0..=1e9).contains(&f) => Some(Duration::from_secs_f64(f)),
         _ => {
-            ctx.err(
-                key,
-                format!("expected a number of seconds >= 0, got {}", show(v)),
-            );
+            ctx.expected(key, "a number of seconds >= 0", v);
             None
         }
     }
@@ -356,13 +355,8 @@ pub fn bytes(ctx: &mut Ctx, key: &str, v: &Value) -> Option<u64> {
         _ => None,
     };
     if parsed.is_none() {
-        ctx.err(
-            key,
-            format!(
-                "expected a size in bytes (a whole number, or a string like \"512MiB\" or \"64k\"), got {}",
-                show(v)
-            ),
-        );
+        let what = "a size in bytes (a whole number, or a string like \"512MiB\" or \"64k\")";
+        ctx.expected(key, what, v);
     }
     parsed
 }
@@ -411,13 +405,8 @@ pub fn listen_ip(ctx: &mut Ctx, key: &str, v: &Value) -> Option<IpAddr> {
         _ => None,
     };
     if parsed.is_none() {
-        ctx.err(
-            key,
-            format!(
-                "expected an IP address to listen on (such as \"0.0.0.0\" or \"::\"), got {}",
-                show(v)
-            ),
-        );
+        let what = "an IP address to listen on (such as \"0.0.0.0\" or \"::\")";
+        ctx.expected(key, what, v);
     }
     parsed
 }
