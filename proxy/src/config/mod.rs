@@ -25,8 +25,9 @@
 //! Why tables of plain data (a slice of key declarations, each kind of
 //! value parsed and printed by one function) rather than serde derive: a
 //! derive stops at the first bad field, and an operator must see every
-//! problem at once; rather than a macro: the tables read as the list of
-//! keys they are, and rustfmt formats them.
+//! problem at once; rather than a macro generating them: the tables read
+//! as the list of keys they are, and rustfmt formats them (only `field!`,
+//! one line, names a `Config` field once for reading and for printing).
 
 mod build;
 pub mod defaults;
