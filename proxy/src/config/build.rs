@@ -3,47 +3,23 @@
 //! declares them; the listeners of both Hipache layouts by
 //! [`super::listeners`]; the driver and Hipache's legacy Redis keys here.
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use ipnet::IpNet;
 use serde_json::Value;
 
-use super::driver;
 use super::error::ConfigErrors;
-use super::keys::{self, Kind};
-use super::raw::{self, list_items, Ctx, Obj};
+use super::keys;
+use super::raw::{self, Ctx, Obj};
+use super::reading::{Builder, Kind, Options};
 use super::{Config, Driver, RedisUrl, RouteCacheMode};
 
 /// The parts of a legacy Redis connection, in the order Hipache named them
 /// (`redisHost`, `redisPort`, ...; the host first).
 const REDIS_FIELDS: [&str; 4] = ["host", "port", "password", "database"];
 
-pub(super) struct Options<'a> {
-    /// Directory of the config file: relative `file:` driver paths start there.
-    pub base_dir: Option<&'a Path>,
-    /// Check that files named by the config exist (certificates, static
-    /// directory, routes file). Off for pure parsing.
-    pub check_files: bool,
-}
-
 pub(super) struct Built {
     pub config: Config,
     pub warnings: Vec<String>,
-}
-
-/// The configuration being built from a document, and what was found.
-pub(super) struct Builder<'o> {
-    pub ctx: Ctx,
-    pub cfg: Config,
-    pub opts: &'o Options<'o>,
-    /// Every listener with the key it came from, to find duplicates.
-    pub listeners: Vec<(SocketAddr, String)>,
-    /// Files to check, with their keys.
-    pub files: Vec<(String, PathBuf)>,
-    /// Directories to check, with their keys.
-    pub dirs: Vec<(String, PathBuf)>,
 }
 
 pub(super) fn build(doc: &Value, opts: &Options<'_>) -> Result<Built, ConfigErrors> {
@@ -256,51 +232,6 @@ impl Builder<'_> {
     }
 }
 
-/// `driver`: one URL or a list (the first for reads, the last for writes).
-pub(super) fn read_driver(b: &mut Builder<'_>, key: &str, v: &Value) {
-    let mut urls = Vec::new();
-    let mut keys = Vec::new();
-    let mut ok = true;
-    let items = list_items(key, v);
-    if items.is_empty() {
-        b.ctx.err(key, "needs at least one driver URL");
-        return;
-    }
-    for (item_key, item) in items {
-        let Some(text) = raw::string(&mut b.ctx, &item_key, item) else {
-            ok = false;
-            continue;
-        };
-        match driver::parse_url(&text, b.opts.base_dir) {
-            Ok(url) => {
-                urls.push(url);
-                keys.push(item_key);
-            }
-            Err(msg) => {
-                b.ctx.err(item_key, msg);
-                ok = false;
-            }
-        }
-    }
-    if !ok {
-        return;
-    }
-    match driver::from_urls(urls) {
-        Ok(d) => {
-            if let Driver::File(p) = &d {
-                b.files.push((key.to_owned(), p.clone()));
-            }
-            b.cfg.driver = d;
-        }
-        Err((i, msg)) => {
-            let at = i
-                .and_then(|i| keys.get(i).cloned())
-                .unwrap_or_else(|| key.to_owned());
-            b.ctx.err(at, msg);
-        }
-    }
-}
-
 /// `redis` + `Port` -> `redisPort`; `database` -> `redisDatabase`.
 fn legacy_name(prefix: &str, field: &str) -> String {
     let mut chars = field.chars();
@@ -309,39 +240,4 @@ fn legacy_name(prefix: &str, field: &str) -> String {
     out.extend(first);
     out.extend(chars);
     out
-}
-
-/// `10.0.0.0/8`, `fd00::/8`, or a single address (`/32`, `/128`).
-pub(super) fn parse_net(text: &str) -> Option<IpNet> {
-    let text = text.trim();
-    if let Ok(net) = text.parse::<IpNet>() {
-        return Some(net.trunc());
-    }
-    text.parse::<IpAddr>().ok().map(IpNet::from)
-}
-
-/// `ip:port` or `[v6]:port`.
-pub(super) fn parse_socket_addr(text: &str) -> Option<SocketAddr> {
-    let text = text.trim();
-    if let Ok(a) = text.parse::<SocketAddr>() {
-        return Some(a);
-    }
-    let (host, port) = text.rsplit_once(':')?;
-    if host.eq_ignore_ascii_case("localhost") {
-        let port = port.parse().ok()?;
-        return Some(SocketAddr::new(
-            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-            port,
-        ));
-    }
-    None
-}
-
-/// Seconds as JSON: whole when whole.
-pub(super) fn seconds_json(d: Duration) -> Value {
-    if d.subsec_nanos() == 0 {
-        Value::from(d.as_secs())
-    } else {
-        Value::from(d.as_secs_f64())
-    }
 }

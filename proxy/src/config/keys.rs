@@ -26,14 +26,15 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use ipnet::IpNet;
 use serde_json::{json, Map, Value};
 
-use super::build::{parse_net, parse_socket_addr, read_driver, seconds_json, Builder};
 use super::defaults;
+use super::driver;
 use super::raw::{self, list_items, show as shown, Ctx, Obj};
+use super::raw::{parse_net, parse_socket_addr, seconds_json};
+use super::reading::{Builder, Field, Key, Kind};
 use super::{AccessLogTarget, Config, DebugFrom, Driver, LruCache, RouteCacheMode};
 
 /// Smallest `maxHeaderSize`: hyper refuses read buffers under 8 KiB.
@@ -46,39 +47,6 @@ const MAX_HEADERS_LIMIT: usize = 10_000;
 /// every scrape.
 const MAX_FRONTEND_SERIES: usize = 10_000;
 
-/// One key of one object of the file.
-#[derive(Clone, Copy)]
-pub(super) struct Key {
-    pub name: &'static str,
-    pub kind: Kind,
-    /// What it means, in one line: how its row in docs/configuration.md
-    /// begins (a test reads the docs).
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub doc: &'static str,
-    /// It holds a Redis password: its printer censors it (a test checks).
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub secret: bool,
-    /// `null` reaches the reader (it means something here); elsewhere
-    /// `null` counts as absent, as Hipache's `undefined` did.
-    pub reads_null: bool,
-    /// The keys of the object it holds, or of each object of its list.
-    pub keys: &'static [Key],
-}
-
-/// A field of [`Config`], to read a value into and print it from.
-pub(super) struct Field<T: 'static> {
-    pub get: fn(&Config) -> &T,
-    pub set: fn(&mut Config) -> &mut T,
-}
-
-impl<T> Clone for Field<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T> Copy for Field<T> {}
-
 /// The [`Field`] of `Config` named so.
 macro_rules! field {
     ($name:ident) => {
@@ -87,34 +55,6 @@ macro_rules! field {
             set: |c| &mut c.$name,
         }
     };
-}
-
-/// What a key takes, and so how it is read and printed.
-#[derive(Clone, Copy)]
-pub(super) enum Kind {
-    /// `true` or `false`.
-    Flag(Field<bool>),
-    /// A whole number in `min..=max`.
-    Count(Field<usize>, usize, usize),
-    /// Seconds, fractions allowed.
-    Seconds(Field<Duration>),
-    /// Seconds, fractions allowed; `0` disables.
-    Timeout(Field<Option<Duration>>),
-    /// A size in bytes (`"512MiB"`), more than 0; `null` or `false`: none.
-    Limit(Field<Option<u64>>),
-    /// A directory, which must exist; `null`, `false` or `""`: none.
-    Dir(Field<Option<PathBuf>>),
-    /// A file, which must exist.
-    File(Field<Option<PathBuf>>),
-    /// Anything else: its reader and its printer.
-    Custom(fn(&mut Builder<'_>, &str, &Value), fn(&Config) -> Value),
-    /// Read with its neighbours by the code of its object (a listener, the
-    /// legacy Redis connection, a section); the default the docs show, when
-    /// the docs give it a row (a test reads the docs).
-    #[cfg_attr(not(test), allow(dead_code))]
-    Part(Option<fn() -> Value>),
-    /// Hipache's, accepted and ignored: the warning, given the key's path.
-    Ignored(fn(&str, &Value) -> String),
 }
 
 /// A key, a part of its object until [`Key::kind`] says otherwise.
@@ -770,4 +710,49 @@ fn read_admin_address(b: &mut Builder<'_>, key: &str, v: &Value) {
 
 fn show_admin_address(c: &Config) -> Value {
     Value::from(c.admin.map(|a| a.to_string()))
+}
+
+/// `driver`: one URL or a list (the first for reads, the last for writes).
+fn read_driver(b: &mut Builder<'_>, key: &str, v: &Value) {
+    let mut urls = Vec::new();
+    let mut keys = Vec::new();
+    let mut ok = true;
+    let items = list_items(key, v);
+    if items.is_empty() {
+        b.ctx.err(key, "needs at least one driver URL");
+        return;
+    }
+    for (item_key, item) in items {
+        let Some(text) = raw::string(&mut b.ctx, &item_key, item) else {
+            ok = false;
+            continue;
+        };
+        match driver::parse_url(&text, b.opts.base_dir) {
+            Ok(url) => {
+                urls.push(url);
+                keys.push(item_key);
+            }
+            Err(msg) => {
+                b.ctx.err(item_key, msg);
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        return;
+    }
+    match driver::from_urls(urls) {
+        Ok(d) => {
+            if let Driver::File(p) = &d {
+                b.files.push((key.to_owned(), p.clone()));
+            }
+            b.cfg.driver = d;
+        }
+        Err((i, msg)) => {
+            let at = i
+                .and_then(|i| keys.get(i).cloned())
+                .unwrap_or_else(|| key.to_owned());
+            b.ctx.err(at, msg);
+        }
+    }
 }

@@ -9,10 +9,9 @@ use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
 
-use super::build::Builder;
 use super::defaults;
-use super::keys::{Key, Kind};
 use super::raw::{self, join, list_items, Obj};
+use super::reading::{Builder, Key, Kind};
 use super::{Config, HttpsListener};
 
 impl Builder<'_> {

@@ -10,6 +10,10 @@
 //!   may hold, the `--dry` printer and the key tables of
 //!   `docs/configuration.md` (held to the tables by a test) all come from
 //!   there. A key's default is its field's value in [`Config::default`].
+//! - [`reading`] holds what reading works with and the tables and readers
+//!   stand on: the error collector, the declaration of a key and what it
+//!   takes, and the configuration being built (so that no module of the
+//!   walk imports one that imports it).
 //! - [`raw`] reads JSON or YAML and holds the typed getters that collect
 //!   errors, and [`raw::Obj`], an object checked against its declared keys
 //!   ("did you mean").
@@ -36,6 +40,7 @@ mod error;
 mod keys;
 mod listeners;
 mod raw;
+mod reading;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -261,7 +266,7 @@ fn parse_document(
     check_files: bool,
 ) -> Result<(Config, Vec<String>), ConfigErrors> {
     let doc = raw::read_document(text, format)?;
-    let opts = build::Options {
+    let opts = reading::Options {
         base_dir,
         check_files,
     };
@@ -407,7 +412,7 @@ impl Overrides {
             if ["off", "none", "false", ""].contains(&t.to_ascii_lowercase().as_str()) {
                 o.admin = Some(None);
             } else {
-                match build::parse_socket_addr(t) {
+                match raw::parse_socket_addr(t) {
                     Some(a) => o.admin = Some(Some(a)),
                     None => errors.push(ConfigError::new(
                         "--admin",

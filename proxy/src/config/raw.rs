@@ -6,13 +6,15 @@
 //! FileConfig does): derive stops at the first bad field, and an operator
 //! must see every problem of a file at once.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde_json::{Map, Value};
 
-use super::error::{ConfigError, ConfigErrors};
-use super::keys::Key;
+use super::error::ConfigErrors;
+use super::reading::Key;
+pub use super::reading::{show, Ctx};
 
 /// How to read the text of a configuration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,48 +82,12 @@ fn json_msg(e: &serde_json::Error) -> String {
     format!("not valid JSON: {e}")
 }
 
-/// Errors and warnings collected while walking a document.
-#[derive(Debug, Default)]
-pub struct Ctx {
-    pub errors: Vec<ConfigError>,
-    pub warnings: Vec<String>,
-}
-
-impl Ctx {
-    pub fn err(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(ConfigError::new(key, message));
-    }
-
-    /// An error at `key`: `expected <what>, got <v>`.
-    pub fn expected(&mut self, key: impl Into<String>, what: &str, v: &Value) {
-        self.err(key, format!("expected {what}, got {}", show(v)));
-    }
-
-    pub fn warn(&mut self, message: impl Into<String>) {
-        self.warnings.push(message.into());
-    }
-}
-
 /// `parent.key`, or `key` at the top level.
 pub fn join(parent: &str, key: &str) -> String {
     if parent.is_empty() {
         key.to_owned()
     } else {
         format!("{parent}.{key}")
-    }
-}
-
-/// A short description of a value for error messages.
-pub fn show(v: &Value) -> String {
-    let s = match v {
-        Value::String(s) => format!("{s:?}"),
-        other => other.to_string(),
-    };
-    if s.chars().count() > 60 {
-        let cut: String = s.chars().take(57).collect();
-        format!("{cut}...")
-    } else {
-        s
     }
 }
 
@@ -409,6 +375,41 @@ pub fn listen_ip(ctx: &mut Ctx, key: &str, v: &Value) -> Option<IpAddr> {
         ctx.expected(key, what, v);
     }
     parsed
+}
+
+/// `10.0.0.0/8`, `fd00::/8`, or a single address (`/32`, `/128`).
+pub fn parse_net(text: &str) -> Option<IpNet> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Some(net.trunc());
+    }
+    text.parse::<IpAddr>().ok().map(IpNet::from)
+}
+
+/// `ip:port` or `[v6]:port`.
+pub fn parse_socket_addr(text: &str) -> Option<SocketAddr> {
+    let text = text.trim();
+    if let Ok(a) = text.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    let (host, port) = text.rsplit_once(':')?;
+    if host.eq_ignore_ascii_case("localhost") {
+        let port = port.parse().ok()?;
+        return Some(SocketAddr::new(
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            port,
+        ));
+    }
+    None
+}
+
+/// Seconds as JSON: whole when whole.
+pub fn seconds_json(d: Duration) -> Value {
+    if d.subsec_nanos() == 0 {
+        Value::from(d.as_secs())
+    } else {
+        Value::from(d.as_secs_f64())
+    }
 }
 
 #[cfg(test)]

@@ -1023,7 +1023,8 @@ mod declarations {
 
     use serde_json::{json, Value};
 
-    use super::super::keys::{self, Key, Kind};
+    use super::super::keys;
+    use super::super::reading::{Key, Kind};
     use super::super::{parse, Config, Format};
 
     const DOCS: &str = include_str!("../../../docs/configuration.md");
