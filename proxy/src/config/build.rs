@@ -190,7 +190,9 @@ impl Builder<'_> {
             match v {
                 // Hipache: an empty password means none.
                 Value::String(s) if s.is_empty() => {}
-                _ => url.password = raw::string(ctx, &k, v),
+                Value::String(s) => url.password = Some(s.clone()),
+                // A secret: its value is never repeated in an error.
+                other => ctx.err(&k, format!("expected a string, got {}", raw::kind(other))),
             }
         }
         if let (k, Some(v)) = field("database") {

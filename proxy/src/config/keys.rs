@@ -274,8 +274,7 @@ const SERVER: &[Key] = &[
         .doc("Seconds a client gets to finish the TLS handshake"),
     key("debugFrom")
         .kind(Kind::Custom(read_debug_from, show_debug_from))
-        .doc("Who may ask for `x-debug-*` headers")
-        .reads_null(),
+        .doc("Who may ask for `x-debug-*` headers"),
     key("upgradeProtocols")
         .kind(Kind::Custom(read_upgrade_protocols, show_upgrade_protocols))
         .doc("Upgrade protocols relayed to backends"),

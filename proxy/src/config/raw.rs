@@ -91,7 +91,7 @@ pub fn join(parent: &str, key: &str) -> String {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+pub fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

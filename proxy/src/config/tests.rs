@@ -414,6 +414,27 @@ fn security_keys() {
 }
 
 #[test]
+fn a_password_of_the_wrong_type_is_not_repeated_in_the_error() {
+    let e = errs(
+        r#"{"redisHost": "h", "redisPassword": 123456789,
+            "redisMasterHost": "m", "redisMasterPassword": ["s3cret-value"]}"#,
+    );
+    let text = e.to_string();
+    assert!(e.has_key("redisPassword"), "{text}");
+    assert!(e.has_key("redisMasterPassword"), "{text}");
+    assert!(
+        !text.contains("123456789") && !text.contains("s3cret"),
+        "{text}"
+    );
+}
+
+#[test]
+fn null_debug_from_is_the_default() {
+    let c = ok(r#"{"server": {"debugFrom": null}}"#);
+    assert_eq!(c.debug_from, Config::default().debug_from);
+}
+
+#[test]
 fn numeric_strings_are_accepted() {
     let c = ok(
         r#"{"server": {"port": "8080", "workers": "3", "tcpTimeout": "15", "deadBackendTTL": "60"},
