@@ -141,22 +141,6 @@ mod tests {
     }
 
     #[test]
-    fn password_only_forms() {
-        let r = redis("redis://:pw@h");
-        assert_eq!(
-            (r.username.as_deref(), r.password.as_deref()),
-            (None, Some("pw"))
-        );
-        // Hipache: user info without ':' is the password.
-        let r = redis("redis://pw@h:7000");
-        assert_eq!(
-            (r.username.as_deref(), r.password.as_deref(), r.port),
-            (None, Some("pw"), 7000)
-        );
-        assert_eq!(r.censored(), "redis://:***@h:7000/0");
-    }
-
-    #[test]
     fn ipv6_host() {
         let r = redis("redis://[::1]:6390/2");
         assert_eq!((r.host.as_str(), r.port, r.db), ("::1", 6390, 2));
