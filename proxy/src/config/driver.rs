@@ -127,20 +127,6 @@ mod tests {
     }
 
     #[test]
-    fn full_url() {
-        let r = redis("rediss://alice:s3cr%40t@redis.example:6380/4#hipache:");
-        assert!(r.tls);
-        assert_eq!(r.username.as_deref(), Some("alice"));
-        assert_eq!(r.password.as_deref(), Some("s3cr@t"));
-        assert_eq!((r.host.as_str(), r.port, r.db), ("redis.example", 6380, 4));
-        assert_eq!(r.prefix, "hipache:");
-        assert_eq!(
-            r.censored(),
-            "rediss://alice:***@redis.example:6380/4#hipache:"
-        );
-    }
-
-    #[test]
     fn ipv6_host() {
         let r = redis("redis://[::1]:6390/2");
         assert_eq!((r.host.as_str(), r.port, r.db), ("::1", 6390, 2));
