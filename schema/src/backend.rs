@@ -54,6 +54,10 @@ pub enum BackendUrlError {
     /// parse: never widened to a backend for every path.
     #[error("backend element has an invalid path rule")]
     PathRule,
+    /// A route document's `{"invalid": "<reason>"}`: a backend its writer
+    /// knows cannot be used (its share of requests answers 500).
+    #[error("backend declared invalid")]
+    Declared,
 }
 
 /// Prefix of a placeholder element that is never a backend.

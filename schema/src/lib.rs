@@ -18,6 +18,8 @@
 //! - [`backend`]: a backend URL (`http://host:port`).
 //! - [`path`]: Kubernetes Ingress path matching (Exact, Prefix).
 //! - [`dead`]: `dead:` set members and the `dead` channel message.
+//! - [`routes`]: route documents (`routes:<host>`): matches, weighted
+//!   backends, filters and per-rule settings, decoded and validated.
 //! - [`routes_file`]: the YAML routes file used when there is no Redis.
 
 pub mod backend;
@@ -27,6 +29,7 @@ pub mod entry;
 pub mod host;
 pub mod keys;
 pub mod path;
+pub mod routes;
 pub mod routes_file;
 
 pub use backend::{BackendUrl, Scheme};
