@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// A Redis-configured HTTP and WebSocket reverse proxy, compatible with Hipache.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Parser)]
@@ -68,6 +68,29 @@ pub struct Args {
     /// Format of the process's own logs (not the access log).
     #[arg(long, env = "HIPACHE_LOG_FORMAT", value_enum, ignore_case = true, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// A tool instead of the proxy.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Tools of the `hipache` binary.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Route documents (`routes:<host>` in Redis, see docs/routes.md).
+    #[command(subcommand)]
+    Routes(RoutesCommand),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum RoutesCommand {
+    /// Validates a route document as this proxy would read it: exit 0 when
+    /// it is valid; 1 with every error on standard error, one per line as
+    /// `<JSON pointer>: <message>`; 2 when the file cannot be read.
+    Check {
+        /// The document (JSON), or `-` for standard input.
+        file: PathBuf,
+    },
 }
 
 /// Format of the process's own logs.
@@ -119,6 +142,14 @@ mod tests {
         assert_eq!(a.admin.as_deref(), Some("0.0.0.0:9090"));
         assert_eq!(a.workers, Some(4));
         assert_eq!(a.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn routes_check_parses() {
+        let a = Args::try_parse_from(["hipache", "routes", "check", "-"]).unwrap();
+        let want = RoutesCommand::Check { file: "-".into() };
+        assert_eq!(a.command, Some(Command::Routes(want)));
+        assert!(Args::try_parse_from(["hipache", "routes", "check"]).is_err());
     }
 
     #[test]

@@ -17,6 +17,17 @@ pub enum ProxyError {
     BadHost(#[from] hipache_schema::HostError),
     #[error("no frontend for this host")]
     NoFrontend,
+    /// 404: a known host whose rules do not cover the request, or (with
+    /// `server.unknownHostStatus: 404`) a host nobody routes.
+    #[error("{}", if *.known_host { "no route for this request" } else { "no frontend for this host" })]
+    NotFound { known_host: bool },
+    /// The host's route document was refused: 503, never routed around.
+    #[error("{0}")]
+    BadDocument(Arc<str>),
+    /// A route document's backend declared invalid was drawn, or its rule
+    /// has no backend with a weight (Gateway API: 500).
+    #[error("the rule's backend is invalid")]
+    InvalidBackend,
     #[error("no live backend")]
     NoBackend,
     #[error("route store unavailable: {0}")]
@@ -54,9 +65,11 @@ impl ProxyError {
             | ProxyError::Connect(_)
             | ProxyError::ConnectTimeout
             | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            ProxyError::RoutesUnavailable(_) | ProxyError::PoolTimeout => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::RoutesUnavailable(_)
+            | ProxyError::PoolTimeout
+            | ProxyError::BadDocument(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ProxyError::InvalidBackend => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -94,8 +107,12 @@ impl ProxyError {
     }
 
     /// Short reason for `x-debug-error` and logs, with no client data in it.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> &str {
         match self {
+            ProxyError::NotFound { known_host: true } => "no route",
+            ProxyError::NotFound { known_host: false } => "no frontend",
+            ProxyError::BadDocument(why) => why,
+            ProxyError::InvalidBackend => "invalid backend",
             ProxyError::NoHost => "no host",
             ProxyError::BadHost(_) => "invalid host",
             ProxyError::NoFrontend => "no frontend",

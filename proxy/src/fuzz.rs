@@ -212,7 +212,7 @@ fn through_the_proxy(req: Request<()>) -> Result<http::request::Parts, crate::er
     let config = ProxyConfig::default();
     let raw_host = authority::routing_host(&req)?.to_owned();
     hipache_schema::normalize_host(&raw_host)?;
-    let target::Target { normalized, .. } = target::check(&req, None)?;
+    let target::Target { normalized, .. } = target::check(&req)?;
     let upgrade = upgrade::Requested::of(&req, &config.upgrade_protocols)?;
     let peer: SocketAddr = "203.0.113.9:4000"
         .parse()

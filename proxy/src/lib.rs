@@ -8,13 +8,16 @@
 //! - [`config`]: config.json (both Hipache layouts, JSON or YAML) into one
 //!   validated [`config::Config`].
 //! - [`cli`]: command-line flags and their environment fallbacks.
+//! - [`tools`]: what the binary runs instead of the proxy (`hipache
+//!   routes check`).
 //! - [`shared`]: the composition root: what every request needs (config,
 //!   metrics, route store, backend pool, error pages, access log), built
 //!   once.
 //! - [`server`]: listeners, the accept loop and client connections (with
 //!   the HTTP/2 limits), HTTPS listener wiring.
 //! - [`routing`]: the route store (Redis or a routes file): host to
-//!   frontend, backends and dead marks; the route cache and its modes.
+//!   frontend or route document, backends and dead marks; the route cache
+//!   and its modes; route documents decoded once per change.
 //! - [`redis_conn`]: connections to Redis: targets and dialing (TLS, AUTH,
 //!   db, RESP3 tracking), the one reconnect backoff, kept-up links and
 //!   subscriptions, the Redis timeouts.
@@ -42,6 +45,7 @@ pub mod config;
 pub mod metrics;
 pub mod process;
 pub mod shutdown;
+pub mod tools;
 
 mod accesslog;
 mod admin;

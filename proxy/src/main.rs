@@ -15,6 +15,9 @@ fn main() -> ExitCode {
     // master passed (this edits the environment).
     let inherited = Inherited::from_env();
     let args = Args::parse();
+    if let Some(command) = &args.command {
+        return hipache::tools::run(command);
+    }
     init_tracing(&args);
     let loaded = match config::load(&args) {
         Ok(loaded) => loaded,

@@ -44,6 +44,8 @@ pub mod names {
     pub const CACHE_INVALIDATIONS: &str = "hipache_route_cache_invalidations_total";
     pub const CACHE_ENTRIES: &str = "hipache_route_cache_entries";
     pub const STALENESS: &str = "hipache_route_staleness_seconds";
+    pub const DOCUMENT_ERRORS: &str = "hipache_route_document_errors_total";
+    pub const MIRRORS: &str = "hipache_mirror_requests_total";
     pub const WORKER_RESTARTS: &str = "hipache_worker_restarts_total";
     pub const MEMORY_RECYCLES: &str = "hipache_memory_recycles_total";
     pub const BUILD_INFO: &str = "hipache_build_info";
@@ -75,6 +77,8 @@ pub mod names {
         CACHE_INVALIDATIONS,
         CACHE_ENTRIES,
         STALENESS,
+        DOCUMENT_ERRORS,
+        MIRRORS,
         WORKER_RESTARTS,
         MEMORY_RECYCLES,
         BUILD_INFO,
@@ -200,6 +204,8 @@ pub struct Metrics {
     pub cache_invalidations: IntCounter,
     pub cache_entries: IntGauge,
     pub staleness: IntGauge,
+    pub document_errors: IntCounter,
+    mirrors: IntCounterVec,
     pub worker_restarts: IntCounter,
     pub memory_recycles: IntCounter,
     frontend_requests: Option<IntCounterVec>,
@@ -249,6 +255,8 @@ impl Metrics {
             cache_invalidations: counter(r, names::CACHE_INVALIDATIONS, "Route cache invalidations received from Redis (or on reconnection)."),
             cache_entries: gauge(r, names::CACHE_ENTRIES, "Hosts held in the route cache."),
             staleness: gauge(r, names::STALENESS, "Age in seconds of the oldest route served from memory during the current Redis outage; 0 when Redis is reachable."),
+            document_errors: counter(r, names::DOCUMENT_ERRORS, "Route documents refused (they do not parse or validate), once per change of a document."),
+            mirrors: counter_vec(r, names::MIRRORS, "Mirrored request copies by outcome: answered, failed, or abandoned (the mirror could not keep up with the body).", &["outcome"]),
             worker_restarts: counter(r, names::WORKER_RESTARTS, "Worker processes restarted by the master."),
             memory_recycles: counter(r, names::MEMORY_RECYCLES, "Workers recycled for exceeding the memory limit."),
             frontend_requests,
@@ -295,6 +303,9 @@ impl Metrics {
         }
         for result in CACHE_RESULTS {
             let _ = self.cache.with_label_values(&[result]);
+        }
+        for outcome in MIRROR_OUTCOMES {
+            let _ = self.mirrors.with_label_values(&[outcome]);
         }
     }
 
@@ -372,7 +383,15 @@ impl Metrics {
     pub fn cache(&self, result: &'static str) {
         self.cache.with_label_values(&[result]).inc();
     }
+
+    /// One mirrored copy's outcome (one of [`MIRROR_OUTCOMES`]).
+    pub fn mirror(&self, outcome: &'static str) {
+        self.mirrors.with_label_values(&[outcome]).inc();
+    }
 }
+
+/// Outcomes of a mirrored copy.
+pub const MIRROR_OUTCOMES: [&str; 3] = ["answered", "failed", "abandoned"];
 
 pub fn status_class(status: StatusCode) -> &'static str {
     STATUS_CLASSES[class_index(status)]

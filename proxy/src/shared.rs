@@ -16,7 +16,7 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) store: Arc<RouteStore>,
-    pub(crate) pool: Pool,
+    pub(crate) pool: Arc<Pool>,
     pub(crate) pages: Arc<ErrorPages>,
     pub(crate) access_log: Option<AccessLog>,
     /// Set to `true` when the drain timeout ends: every open tunnel sends
@@ -48,13 +48,13 @@ impl Shared {
             Some(target) => Some(AccessLog::open(target).map_err(StartError::AccessLog)?),
             None => None,
         };
-        let pool = Pool::new(PoolConfig {
+        let pool = Arc::new(Pool::new(PoolConfig {
             max_sockets: config.max_sockets,
             connect_timeout: config.connect_timeout,
             queue_timeout: config.max_sockets_wait,
             keep_alive: config.http_keep_alive,
             tls: backend_tls,
-        });
+        }));
         let pages = ErrorPages::new(config.static_dir.clone());
         Ok(Self {
             config,

@@ -1,7 +1,7 @@
 //! Key and channel names, and the rule that reads `hchecker_ping`.
 //!
-//! The driver URL's `#prefix` is glued in front of `frontend:` and `dead:`
-//! keys with no separator (Hipache's behaviour); the `dead` channel and
+//! The driver URL's `#prefix` is glued in front of `frontend:`, `routes:`,
+//! `dead:` and `tls:` keys with no separator (Hipache's behaviour); the `dead` channel and
 //! `hchecker_ping` are never prefixed.
 
 /// Channel on which every dead mark is published.
@@ -101,6 +101,25 @@ impl Keys {
             .strip_prefix("frontend:")
     }
 
+    /// `routes:<host>` (with the prefix): the host's route document.
+    pub fn routes(&self, host: &str) -> String {
+        format!("{}routes:{host}", self.prefix)
+    }
+
+    /// The host part of a `routes:` key, or `None` for another key.
+    pub fn routes_host<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.prefix.as_str())?
+            .strip_prefix("routes:")
+    }
+
+    /// The host whose lookup a key is read by: the host part of a
+    /// `frontend:`, `routes:` or `dead:` key.
+    pub fn lookup_host<'a>(&self, key: &'a str) -> Option<&'a str> {
+        self.frontend_host(key)
+            .or_else(|| self.routes_host(key))
+            .or_else(|| self.dead_host(key))
+    }
+
     /// The host part of a `dead:` key, or `None` for another key.
     pub fn dead_host<'a>(&self, key: &'a str) -> Option<&'a str> {
         key.strip_prefix(self.prefix.as_str())?
@@ -158,5 +177,9 @@ mod tests {
         assert_eq!(k.frontend_host("frontend:a.com"), None);
         assert_eq!(Keys::default().frontend("*"), "frontend:*");
         assert_eq!(Keys::default().dead_host("dead:x"), Some("x"));
+        assert_eq!(k.routes("a.com"), "tenant1routes:a.com");
+        assert_eq!(k.lookup_host("tenant1routes:*.a.com"), Some("*.a.com"));
+        assert_eq!(k.lookup_host("tenant1dead:a.com"), Some("a.com"));
+        assert_eq!(k.lookup_host("tenant1tls:a.com"), None);
     }
 }

@@ -281,6 +281,12 @@ const SERVER: &[Key] = &[
     key("forwardedHeader")
         .kind(Kind::Flag(field!(forwarded_header)))
         .doc("Also send an RFC 7239 `Forwarded` header"),
+    key("unknownHostStatus")
+        .kind(Kind::Custom(
+            read_unknown_host_status,
+            show_unknown_host_status,
+        ))
+        .doc("Status for a host no frontend routes"),
 ];
 
 /// `server.lruCache` as an object.
@@ -661,6 +667,17 @@ fn read_upgrade_protocols(b: &mut Builder<'_>, key: &str, v: &Value) {
             }
         }
     }
+}
+
+fn read_unknown_host_status(b: &mut Builder<'_>, key: &str, v: &Value) {
+    match v.as_u64() {
+        Some(code @ (400 | 404)) => b.cfg.unknown_host_not_found = code == 404,
+        _ => b.ctx.expected(key, "400 or 404", v),
+    }
+}
+
+fn show_unknown_host_status(c: &Config) -> Value {
+    Value::from(if c.unknown_host_not_found { 404 } else { 400 })
 }
 
 fn show_upgrade_protocols(c: &Config) -> Value {

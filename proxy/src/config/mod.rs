@@ -96,6 +96,9 @@ pub struct Config {
     pub upgrade_protocols: Vec<String>,
     /// Add an RFC 7239 `Forwarded` header (`server.forwardedHeader`).
     pub forwarded_header: bool,
+    /// `server.unknownHostStatus: 404`: a host no frontend routes answers
+    /// 404 (Kubernetes' expectation) instead of Hipache's 400.
+    pub unknown_host_not_found: bool,
     /// Hipache's TTL route cache, when set.
     pub lru_cache: Option<LruCache>,
     pub route_cache: RouteCacheMode,
@@ -219,6 +222,7 @@ impl Default for Config {
                 .map(|p| (*p).to_owned())
                 .collect(),
             forwarded_header: defaults::FORWARDED_HEADER,
+            unknown_host_not_found: false,
             lru_cache: None,
             route_cache: RouteCacheMode::default(),
             static_dir: None,

@@ -2,27 +2,30 @@
 //! exchange. One attempt per backend: a failure before the request left
 //! (refused, connect timeout, also a pooled connection found closed whose
 //! replacement failed) is retried on another live backend with the request
-//! untouched, up to `retryOnError` times; anything later is answered.
-//! Backends that fail are marked dead (Hipache's passive health).
+//! untouched, up to `retryOnError` times (a rule's `retry.attempts`);
+//! anything later is answered, except a status a rule's retry policy lists,
+//! for a request that can be sent again. Backends that fail are marked dead
+//! (Hipache's passive health).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
-use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::headers::upstream_head;
-use super::ConnInfo;
+use super::route::Destination;
+use super::{filters, mirror, ConnInfo};
 use crate::error::ProxyError;
 use crate::metrics::UpstreamErrorKind;
 use crate::routing::{DeadMark, Route};
 use crate::shared::Shared;
 use crate::upstream::pool::{Conn, UpstreamBody};
+use hipache_schema::routes::Retry;
 use hipache_schema::{BackendEntry, BackendUrl};
 
 /// A request ready to go upstream, and how to tell that its body failed on
@@ -31,6 +34,26 @@ use hipache_schema::{BackendEntry, BackendUrl};
 pub struct Outbound {
     pub request: Request<UpstreamBody>,
     client_body_failed: Option<Arc<AtomicBool>>,
+    /// The head to send again when a rule retries on a status: kept only
+    /// for requests that can be repeated (no body, an idempotent method).
+    replay: Option<Replay>,
+}
+
+/// A bodyless request's head, to send again.
+struct Replay {
+    method: Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+}
+
+impl Replay {
+    fn request(&self) -> Request<UpstreamBody> {
+        let mut r = Request::new(UpstreamBody::default());
+        *r.method_mut() = self.method.clone();
+        *r.uri_mut() = self.uri.clone();
+        *r.headers_mut() = self.headers.clone();
+        r
+    }
 }
 
 /// A backend's answer.
@@ -42,29 +65,46 @@ pub struct Answered<'r> {
     pub backend_time: Duration,
 }
 
-/// The request as it goes upstream: its head by [`upstream_head`], the
-/// body streamed, counted and limited (`maxBodySize`).
+/// The request as it goes upstream: its head by [`upstream_head`] and the
+/// rule's filters, the body streamed, counted, limited (`maxBodySize`, or
+/// the rule's) and copied to the rule's mirrors.
 pub fn outbound(
     shared: &Shared,
     conn: &ConnInfo,
     req: Request<Incoming>,
-    normalized: Option<PathAndQuery>,
+    to: &mut Destination,
     upgrade: Option<&HeaderValue>,
 ) -> Outbound {
     let (mut parts, body) = req.into_parts();
     upstream_head(
         &mut parts,
-        normalized,
+        to.normalized.take(),
         upgrade,
         shared.config.http_keep_alive,
         conn.forwarded(shared.config.forwarded_header),
     );
+    let rule = to.route.rule().map(|(_, rule, _)| rule);
+    if let Some(rule) = rule {
+        filters::request(rule, &mut parts);
+    }
+    let empty = body.is_end_stream();
+    let tee = rule
+        .filter(|r| !r.filters.mirrors.is_empty())
+        .and_then(|r| mirror::start(shared, &r.filters.mirrors, &parts, !empty));
+    let replay = rule
+        .and_then(|r| r.retry.as_ref())
+        .filter(|r| !r.codes.is_empty() && empty && parts.method.is_idempotent())
+        .map(|_| Replay {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        });
     // Most requests have no body: an empty body costs no allocation.
-    if body.is_end_stream() {
-        let empty = http_body_util::Empty::<bytes::Bytes>::new().map_err(Into::into);
+    if empty {
         return Outbound {
-            request: Request::from_parts(parts, empty.boxed_unsync()),
+            request: Request::from_parts(parts, UpstreamBody::default()),
             client_body_failed: None,
+            replay,
         };
     }
     let client_body_failed = Arc::new(AtomicBool::new(false));
@@ -81,50 +121,112 @@ pub fn outbound(
             }
             frame
         });
-    let body = match shared.config.max_body_size {
+    let body: UpstreamBody = match to.body_limit {
         Some(limit) => http_body_util::Limited::new(body, limit as usize).boxed_unsync(),
         None => body.map_err(Into::into).boxed_unsync(),
+    };
+    let body = match tee {
+        Some(tee) => tee.body(body).boxed_unsync(),
+        None => body,
     };
     Outbound {
         request: Request::from_parts(parts, body),
         client_body_failed: Some(client_body_failed),
+        replay,
+    }
+}
+
+/// How a route retries and times out: a rule's settings, else the
+/// configuration's.
+struct Policy<'r> {
+    /// Attempts after the first.
+    retries: u32,
+    /// Statuses answered by a backend that are retried (a rule's).
+    retry: Option<&'r Retry>,
+    /// Each attempt, to the response head.
+    backend_timeout: Option<Duration>,
+    /// The whole of [`attempt`].
+    request_timeout: Option<Duration>,
+}
+
+impl<'r> Policy<'r> {
+    fn of(shared: &Shared, route: &'r Route) -> Self {
+        let rule = route.rule().map(|(_, rule, _)| rule);
+        let retry = rule.and_then(|r| r.retry.as_ref());
+        Policy {
+            retries: retry.map_or(shared.config.retry_on_error, |r| r.attempts),
+            retry,
+            backend_timeout: rule
+                .and_then(|r| r.timeouts.backend_request)
+                .or(shared.config.tcp_timeout),
+            request_timeout: rule.and_then(|r| r.timeouts.request),
+        }
+    }
+
+    fn retries_status(&self, status: StatusCode) -> bool {
+        self.retry
+            .is_some_and(|r| r.codes.contains(&status.as_u16()))
     }
 }
 
 /// Sends `out` to a live backend of `route`, trying others on failures
-/// before the request left, and reports dead backends (by `host` and by
-/// the frontend key).
+/// before the request left (and, under a rule's retry policy, on the
+/// statuses it lists), and reports dead backends (by `host` and by the
+/// frontend key). A rule's request timeout bounds the whole: 504.
 pub async fn attempt<'r>(
     shared: &Shared,
     host: &str,
     route: &'r Route,
     out: Outbound,
 ) -> Result<Answered<'r>, ProxyError> {
-    let count = route.frontend.backends.len();
-    let skipped = route
-        .frontend
-        .group(route.group.as_ref())
-        .filter(|b| route.is_dead(b.position))
-        .count();
+    let policy = Policy::of(shared, route);
+    match policy.request_timeout {
+        Some(limit) => tokio::time::timeout(limit, attempts(shared, host, route, out, &policy))
+            .await
+            .unwrap_or(Err(ProxyError::UpstreamTimeout)),
+        None => attempts(shared, host, route, out, &policy).await,
+    }
+}
+
+async fn attempts<'r>(
+    shared: &Shared,
+    host: &str,
+    route: &'r Route,
+    out: Outbound,
+    policy: &Policy<'_>,
+) -> Result<Answered<'r>, ProxyError> {
+    let count = route.table.backends().len();
+    let skipped = route.with_candidates(|c| c.filter(|b| route.is_dead(b.position)).count());
     shared.metrics.dead_skipped.inc_by(skipped as u64);
     let Outbound {
         request: mut req,
         client_body_failed,
+        replay,
     } = out;
     let mut tried: Vec<usize> = Vec::new();
+    let mut retried = 0;
     let mut last_error = None;
     loop {
-        let Some(backend) = crate::upstream::choose(route, &tried) else {
-            return Err(last_error.unwrap_or(ProxyError::NoBackend));
+        let drawn = crate::upstream::choose(route, &tried).or_else(|| {
+            // A status retry may go back to a backend already tried when
+            // no other is left (one backend answering a transient 503).
+            let status_retry = last_error.is_none() && !tried.is_empty();
+            status_retry.then(|| crate::upstream::choose(route, &[]))?
+        });
+        let Some(backend) = drawn else {
+            return Err(last_error.unwrap_or_else(|| crate::upstream::nothing_to_draw(route)));
         };
         if !tried.is_empty() {
             shared.metrics.retries.inc();
         }
         tried.push(backend.position);
-        let Ok(url) = &backend.url else { continue };
+        let Ok(url) = &backend.url else {
+            // A document's backend declared invalid: its share answers 500.
+            return Err(ProxyError::InvalidBackend);
+        };
         let start = Instant::now();
         let sent = match shared.pool.acquire(url).await {
-            Ok(c) => send(shared, url, c, req).await,
+            Ok(c) => send(shared, url, c, req, policy.backend_timeout).await,
             Err(e) => Err(SendError {
                 error: e,
                 unsent: Some(req),
@@ -139,7 +241,20 @@ pub async fn attempt<'r>(
                     backend_time: start.elapsed(),
                 };
                 passive_health(shared, host, count, &answered);
-                return Ok(answered);
+                let status = answered.response.status();
+                match &replay {
+                    Some(replay) if retried < policy.retries && policy.retries_status(status) => {
+                        tracing::debug!(frontend = %route.frontend_host, backend = %url, status = status.as_u16(), "status retried");
+                        retried += 1;
+                        drop(answered);
+                        if let Some(r) = policy.retry {
+                            tokio::time::sleep(r.backoff_before(retried)).await;
+                        }
+                        req = replay.request();
+                        continue;
+                    }
+                    _ => return Ok(answered),
+                }
             }
             Err(_)
                 if client_body_failed
@@ -158,9 +273,8 @@ pub async fn attempt<'r>(
             shared.store.mark_dead(dead_mark(host, backend, count));
         }
         match unsent {
-            Some(r)
-                if error.retryable() && tried.len() <= shared.config.retry_on_error as usize =>
-            {
+            Some(r) if error.retryable() && retried < policy.retries => {
+                retried += 1;
                 req = r;
                 last_error = Some(error);
             }
@@ -200,10 +314,11 @@ async fn send(
     url: &BackendUrl,
     mut conn: Conn,
     mut req: Request<UpstreamBody>,
+    timeout: Option<Duration>,
 ) -> Result<(Response<Incoming>, Conn), SendError> {
     loop {
         let sent = conn.sender.try_send_request(req);
-        let result = match shared.config.tcp_timeout {
+        let result = match timeout {
             Some(t) => match tokio::time::timeout(t, sent).await {
                 Ok(r) => r,
                 Err(_) => {

@@ -2,7 +2,7 @@
 //! need of the request, its access-log entry, and the one place a failed
 //! request is logged and answered with an error page.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{self, HeaderValue};
@@ -12,6 +12,7 @@ use super::headers::{set, X_DEBUG, X_DEBUG_ERROR};
 use super::{upgrade, ConnInfo, ProxyBody};
 use crate::accesslog::Entry;
 use crate::error::ProxyError;
+use crate::routing::Table;
 use crate::shared::Shared;
 
 /// Per-request state kept for the access log and debug headers.
@@ -26,8 +27,8 @@ pub struct Exchange {
     pub version: Version,
     referer: String,
     user_agent: String,
-    /// The matched frontend, once known (for its identifier).
-    pub frontend: OnceLock<Arc<hipache_schema::Frontend>>,
+    /// The matched frontend's routes, once known (for its identifier).
+    pub table: OnceLock<Table>,
 }
 
 impl Exchange {
@@ -50,12 +51,12 @@ impl Exchange {
             version: req.version(),
             referer: header(header::REFERER),
             user_agent: header(header::USER_AGENT),
-            frontend: OnceLock::new(),
+            table: OnceLock::new(),
         }
     }
 
     pub fn identifier(&self) -> Option<&str> {
-        self.frontend.get().map(|f| f.identifier.as_str())
+        self.table.get().map(Table::identifier)
     }
 
     /// The access-log entry of this exchange as answered now.
@@ -95,6 +96,7 @@ pub fn error_response(
         ProxyError::NoHost
         | ProxyError::BadHost(_)
         | ProxyError::NoFrontend
+        | ProxyError::NotFound { .. }
         | ProxyError::BadRequest(_) => {
             tracing::debug!(peer = %conn.peer, error = %e, "request refused")
         }

@@ -21,6 +21,7 @@ pub static X_DEBUG_BACKEND_URL: HeaderName = HeaderName::from_static("x-debug-ba
 pub static X_DEBUG_BACKEND_ID: HeaderName = HeaderName::from_static("x-debug-backend-id");
 pub static X_DEBUG_VHOST: HeaderName = HeaderName::from_static("x-debug-vhost");
 pub static X_DEBUG_FRONTEND_KEY: HeaderName = HeaderName::from_static("x-debug-frontend-key");
+pub static X_DEBUG_RULE: HeaderName = HeaderName::from_static("x-debug-rule");
 pub static X_DEBUG_TIME_TOTAL: HeaderName = HeaderName::from_static("x-debug-time-total");
 pub static X_DEBUG_TIME_BACKEND: HeaderName = HeaderName::from_static("x-debug-time-backend");
 pub static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");

@@ -11,7 +11,9 @@
 //!   host), [`target`] (target checks, path normalisation) and
 //!   [`redirect`] (HTTPS redirect) serve it.
 //! - [`attempt`]: the request as it goes upstream, backend choice,
-//!   retries, passive health.
+//!   retries, timeouts, passive health.
+//! - [`filters`]: what a route document's rule does to the request and
+//!   the answer; [`mirror`]: its request mirrors.
 //! - [`respond`]: the answer relayed, debug headers, tunnels.
 //! - [`exchange`]: per-request record, access-log entry, error answers.
 //! - [`headers`]: hop-by-hop and forwarding headers, the upstream head.
@@ -23,7 +25,9 @@ pub mod attempt;
 pub mod authority;
 pub mod body;
 pub mod exchange;
+pub mod filters;
 pub mod headers;
+pub mod mirror;
 pub mod redirect;
 pub mod respond;
 pub mod route;
@@ -122,11 +126,11 @@ async fn proxy(
     ex: &Exchange,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let to = match route::route(shared, conn, &req).await? {
+    let mut to = match route::route(shared, conn, &req).await? {
         Routed::Answer(resp) => return Ok(resp),
         Routed::To(to) => to,
     };
-    let _ = ex.frontend.set(to.route.frontend.clone());
+    let _ = ex.table.set(to.route.table.clone());
     let client = upgrade::Requested::of(&req, &shared.config.upgrade_protocols)?.map(|requested| {
         ClientUpgrade {
             requested,
@@ -134,7 +138,7 @@ async fn proxy(
         }
     });
     let protocol = client.as_ref().map(|c| &c.requested.protocol);
-    let out = attempt::outbound(shared, conn, req, to.normalized, protocol);
+    let out = attempt::outbound(shared, conn, req, &mut to, protocol);
     let answered = attempt::attempt(shared, &to.host, &to.route, out).await?;
     respond::relay(shared, conn, ex, &to.route, answered, client)
 }

@@ -1,5 +1,7 @@
-//! `server.httpsRedirect`: plain-HTTP requests answered with a redirect to
-//! the same host and path over HTTPS.
+//! Redirects answered by the proxy: a route document's `RequestRedirect`
+//! filter ([`by_rule`]), and `server.httpsRedirect` ([`to_https`]), which
+//! answers plain-HTTP requests with a redirect to the same host and path
+//! over HTTPS.
 //!
 //! The target is `https://<host as sent, minus its port><path and query>`,
 //! with the first HTTPS listener's port when it is not 443. `__ping__`
@@ -9,6 +11,9 @@
 //! other methods a 308 (Permanent Redirect), which keeps the method and
 //! body where a 301 lets clients turn a POST into a GET.
 
+use hipache_schema::routes::rewrite::Origin;
+use hipache_schema::routes::Redirect;
+use hipache_schema::Scheme;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
@@ -42,12 +47,53 @@ pub fn to_https<B>(
     } else {
         StatusCode::PERMANENT_REDIRECT
     };
+    Some(response(status, target))
+}
+
+/// A rule's `RequestRedirect` for a request: `host` is the normalised
+/// request host, `raw_host` the host as sent (its port is the one the
+/// client addressed), `path` the path after the redirect's own path
+/// replacement. `None` when the location is not a valid header value.
+pub fn by_rule(
+    redirect: &Redirect,
+    conn: &ConnInfo,
+    host: &str,
+    raw_host: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Option<Response<ProxyBody>> {
+    let scheme = if conn.tls {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
+    let origin = Origin {
+        scheme,
+        host,
+        port: addressed_port(raw_host).unwrap_or(scheme.default_port()),
+        path,
+        query,
+    };
+    let location = HeaderValue::from_str(&redirect.location(&origin)).ok()?;
+    Some(response(redirect.status, location))
+}
+
+/// The port in a `Host` value, if it names one.
+fn addressed_port(raw_host: &str) -> Option<u16> {
+    let after_host = match raw_host.rfind(']') {
+        Some(end) => &raw_host[end + 1..],
+        None => raw_host,
+    };
+    after_host.rsplit_once(':')?.1.trim().parse().ok()
+}
+
+fn response(status: StatusCode, location: HeaderValue) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::empty());
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::LOCATION, target);
+    resp.headers_mut().insert(header::LOCATION, location);
     resp.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-    Some(resp)
+    resp
 }
 
 /// `https://host[:port]/path` from the host as sent (case kept, port
@@ -87,5 +133,13 @@ mod tests {
         assert_eq!(l("[::1]", 443, "/x"), "https://[::1]/x");
         assert!(location("", 443, "/").is_none());
         assert!(location("[::1", 443, "/").is_none());
+    }
+
+    #[test]
+    fn addressed_ports() {
+        assert_eq!(addressed_port("a.com:8080"), Some(8080));
+        assert_eq!(addressed_port("a.com"), None);
+        assert_eq!(addressed_port("[::1]:81"), Some(81));
+        assert_eq!(addressed_port("[::1]"), None);
     }
 }

@@ -70,6 +70,9 @@ pub fn relay(
         .filter(|_| switched)
         .map(|c| &c.requested.protocol);
     strip_hop_by_hop_but(&mut parts.headers, kept);
+    if let Some((_, rule, _)) = route.rule() {
+        super::filters::response(rule, &mut parts.headers);
+    }
     if ex.debug {
         debug_headers(&mut parts.headers, ex, route, backend, backend_time);
     }
@@ -109,8 +112,11 @@ fn debug_headers(
         X_DEBUG_BACKEND_ID.clone(),
         HeaderValue::from(backend.position),
     );
-    set(h, &X_DEBUG_VHOST, &route.frontend.identifier);
+    set(h, &X_DEBUG_VHOST, route.table.identifier());
     set(h, &X_DEBUG_FRONTEND_KEY, &route.frontend_host);
+    if let Some(name) = route.rule().and_then(|(_, rule, _)| rule.name.as_deref()) {
+        set(h, &X_DEBUG_RULE, name);
+    }
     let seconds = |d: Duration| format!("{:.3}", d.as_secs_f64());
     set(h, &X_DEBUG_TIME_TOTAL, &seconds(ex.start.elapsed()));
     set(h, &X_DEBUG_TIME_BACKEND, &seconds(backend_time));

@@ -40,10 +40,10 @@ pub struct Target<'a> {
 
 /// Checks what a request asks for before it is routed: the target's
 /// length (414 above [`MAX_URI_LENGTH`]), its form (CONNECT and asterisk
-/// form are refused), its path (normalised), its framing (a transfer
-/// coding other than one `chunked` is a 501) and a declared body larger
-/// than `max_body_size` (413).
-pub fn check<B>(req: &Request<B>, max_body_size: Option<u64>) -> Result<Target<'_>, ProxyError> {
+/// form are refused), its path (normalised) and its framing (a transfer
+/// coding other than one `chunked` is a 501). The body limit depends on
+/// the route: see [`check_declared_length`].
+pub fn check<B>(req: &Request<B>) -> Result<Target<'_>, ProxyError> {
     let uri = req.uri();
     if uri.path_and_query().map_or(0, |p| p.as_str().len()) > MAX_URI_LENGTH {
         return Err(ProxyError::UriTooLong);
@@ -66,12 +66,19 @@ pub fn check<B>(req: &Request<B>, max_body_size: Option<u64>) -> Result<Target<'
     if !chunked_only(req.headers()) {
         return Err(ProxyError::TransferCoding);
     }
-    if let (Some(limit), Some(len)) = (max_body_size, content_length(req.headers())) {
-        if len > limit {
-            return Err(ProxyError::BodyTooLarge);
-        }
-    }
     Ok(Target { path, normalized })
+}
+
+/// A declared body (`Content-Length`) larger than the route's limit is a
+/// 413 before anything is sent; a streamed one is cut at the limit.
+pub fn check_declared_length(
+    headers: &http::HeaderMap,
+    limit: Option<u64>,
+) -> Result<(), ProxyError> {
+    match (limit, content_length(headers)) {
+        (Some(limit), Some(len)) if len > limit => Err(ProxyError::BodyTooLarge),
+        _ => Ok(()),
+    }
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {

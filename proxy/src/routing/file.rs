@@ -1,23 +1,27 @@
-//! The routes-file store: frontends from a YAML file, reloaded when it
-//! changes; dead marks kept in memory with their TTL.
+//! The routes-file store: frontends and route documents from a YAML file,
+//! reloaded when it changes; dead marks kept in memory with their TTL.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use hipache_schema::routes::RequestView;
 use hipache_schema::routes_file::RoutesFile;
 use hipache_schema::{candidates, Frontend};
 use parking_lot::{Mutex, RwLock};
 
 use super::deadmark::DeadMark;
-use super::route::{log_invalid_backends, resolve, Candidate, Route};
+use super::documents::Documents;
+use super::route::{log_invalid_backends, resolve, Candidate, Resolved, Table};
+use crate::error::ProxyError;
 use crate::metrics::Metrics;
 
 /// How often the file's modification time is checked.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-type Frontends = HashMap<String, Arc<Frontend>>;
+/// Each host's routes: its document (or why it was refused), else its list.
+type Frontends = HashMap<String, Result<Table, Arc<str>>>;
 
 pub struct FileStore {
     state: Arc<State>,
@@ -35,7 +39,7 @@ impl FileStore {
     /// Loads the file (an error if it cannot be read or parsed) and starts
     /// watching it.
     pub fn open(path: PathBuf, ttl: Duration, metrics: Arc<Metrics>) -> Result<Self, String> {
-        let frontends = load(&path)?;
+        let frontends = load(&path, &metrics)?;
         tracing::info!(path = %path.display(), frontends = frontends.len(), "routes file loaded");
         let state = Arc::new(State {
             path,
@@ -43,11 +47,11 @@ impl FileStore {
             dead: Mutex::default(),
             ttl,
         });
-        tokio::spawn(watch(Arc::downgrade(&state)));
+        tokio::spawn(watch(Arc::downgrade(&state), metrics.clone()));
         Ok(Self { state, metrics })
     }
 
-    pub fn lookup(&self, host: &str, path: &str) -> Option<Route> {
+    pub fn lookup(&self, host: &str, req: &RequestView<'_>) -> Result<Resolved, ProxyError> {
         let frontends = self.state.frontends.read().clone();
         let now = Instant::now();
         let dead = self.state.dead.lock();
@@ -58,13 +62,15 @@ impl FileStore {
         let request_dead = dead_of(host);
         let cands: Vec<Candidate> = candidates(host)
             .into_iter()
-            .map(|h| Candidate {
-                frontend: frontends.get(&h).cloned(),
-                dead: dead_of(&h),
-                host: h,
+            .filter_map(|h| {
+                Some(Candidate {
+                    table: frontends.get(&h)?.clone(),
+                    dead: dead_of(&h),
+                    host: h,
+                })
             })
             .collect();
-        resolve(host, &cands, &request_dead, path)
+        resolve(host, &cands, &request_dead, req)
     }
 
     pub fn mark_dead(&self, mark: DeadMark) {
@@ -81,7 +87,9 @@ impl FileStore {
     }
 }
 
-fn load(path: &PathBuf) -> Result<Frontends, String> {
+/// Reads the file. A route document that does not validate is not a file
+/// error: its host answers 503, as with Redis, and the other hosts serve.
+fn load(path: &PathBuf, metrics: &Arc<Metrics>) -> Result<Frontends, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file: RoutesFile =
         serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -89,8 +97,13 @@ fn load(path: &PathBuf) -> Result<Frontends, String> {
     for (host, list) in file.normalized() {
         if let Some(f) = Frontend::decode(&list) {
             log_invalid_backends(&host, &f);
-            out.insert(host, Arc::new(f));
+            out.insert(host, Ok(Table::List(Arc::new(f))));
         }
+    }
+    let documents = Documents::new(metrics.clone());
+    for (host, json) in file.documents() {
+        let table = documents.table(&host, json.as_bytes());
+        out.insert(host, table);
     }
     Ok(out)
 }
@@ -101,7 +114,7 @@ fn modified(path: &PathBuf) -> Option<SystemTime> {
 
 /// Reloads the file when its modification time changes. A file that no
 /// longer parses is logged and the previous routes keep serving.
-async fn watch(state: std::sync::Weak<State>) {
+async fn watch(state: std::sync::Weak<State>, metrics: Arc<Metrics>) {
     let mut last = state.upgrade().and_then(|s| modified(&s.path));
     loop {
         tokio::time::sleep(POLL_INTERVAL).await;
@@ -111,7 +124,7 @@ async fn watch(state: std::sync::Weak<State>) {
             continue;
         }
         last = now;
-        match load(&state.path) {
+        match load(&state.path, &metrics) {
             Ok(frontends) => {
                 tracing::info!(path = %state.path.display(), frontends = frontends.len(), "routes file reloaded");
                 *state.frontends.write() = Arc::new(frontends);

@@ -13,6 +13,8 @@
 //!   what its events do: the cache dropped on reconnection, tracking
 //!   invalidations, the connection metrics.
 //! - [`cache`]: the route cache and its modes (strict, tracking, TTL).
+//! - [`documents`]: route documents decoded once per change of their
+//!   bytes, and what this proxy can serve of them.
 //! - [`deadmark`]: [`DeadMark`] and the background writer to Redis, on
 //!   its own link to the write server.
 //! - `file`: [`FileStore`], routes from a YAML file, dead marks in memory.
@@ -22,6 +24,7 @@
 
 pub mod cache;
 pub mod deadmark;
+pub mod documents;
 mod file;
 pub(crate) mod reader;
 pub(crate) mod redis;
@@ -36,7 +39,7 @@ use crate::metrics::Metrics;
 pub use deadmark::DeadMark;
 pub use file::FileStore;
 pub use redis::RedisStore;
-pub use route::{outcome, Route};
+pub use route::{outcome, Resolved, Route, Served, Table};
 
 /// How long startup waits for the first Redis connection before serving
 /// anyway (with 503s until Redis is reachable).
@@ -71,11 +74,15 @@ impl RouteStore {
         }))
     }
 
-    /// Finds the route for a normalised host; `Ok(None)`: no frontend.
-    pub async fn lookup(&self, host: &str, path: &str) -> Result<Option<Route>, ProxyError> {
+    /// Finds the route for a request to a normalised host.
+    pub async fn lookup(
+        &self,
+        host: &str,
+        req: &hipache_schema::routes::RequestView<'_>,
+    ) -> Result<Resolved, ProxyError> {
         match self {
-            RouteStore::Redis(s) => s.lookup(host, path).await,
-            RouteStore::File(s) => Ok(s.lookup(host, path)),
+            RouteStore::Redis(s) => s.lookup(host, req).await,
+            RouteStore::File(s) => s.lookup(host, req),
         }
     }
 

@@ -90,7 +90,7 @@ fn invalidate(push: PushInfo, keys: &Keys, cache: &RouteCache) {
                 for k in ks {
                     if let Value::BulkString(b) = k {
                         let key = String::from_utf8_lossy(b);
-                        if let Some(h) = keys.frontend_host(&key).or_else(|| keys.dead_host(&key)) {
+                        if let Some(h) = keys.lookup_host(&key) {
                             cache.invalidate_host(h);
                         }
                         any = true;

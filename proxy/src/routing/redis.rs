@@ -1,10 +1,12 @@
 //! The Redis route store: one pipelined round trip per lookup on the read
-//! connection (`reader`), the route cache in front of it, and dead marks
-//! handed to the writer (`deadmark`) on its own connection.
+//! connection (`reader`), the route cache in front of it, route documents
+//! decoded once per change (`documents`), and dead marks handed to the
+//! writer (`deadmark`) on its own connection.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use hipache_schema::routes::RequestView;
 use hipache_schema::{candidates, Frontend, Keys};
 use redis::aio::MultiplexedConnection;
 use redis::Value;
@@ -12,8 +14,9 @@ use tokio::sync::mpsc;
 
 use super::cache::{self, Lookup, Mode, RouteCache};
 use super::deadmark::{self, DeadMark};
+use super::documents::Documents;
 use super::reader::ReadConn;
-use super::route::{log_invalid_backends, resolve, Candidate, Route};
+use super::route::{log_invalid_backends, resolve, Candidate, Resolved, Table};
 use crate::config::{Config, RedisUrl, RouteCacheMode};
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
@@ -24,6 +27,7 @@ pub struct RedisStore {
     metrics: Arc<Metrics>,
     keys: Keys,
     cache: Arc<RouteCache>,
+    documents: Documents,
     marks: mpsc::Sender<DeadMark>,
 }
 
@@ -55,6 +59,7 @@ impl RedisStore {
         )?;
         Ok(Self {
             read: read_conn,
+            documents: Documents::new(metrics.clone()),
             metrics,
             keys,
             cache,
@@ -65,16 +70,16 @@ impl RedisStore {
     /// The route for a host: from the cache when its mode allows, else one
     /// round trip to Redis; while Redis cannot be read, the last known
     /// answer (bounded staleness) or a fast failure.
-    pub async fn lookup(&self, host: &str, path: &str) -> Result<Option<Route>, ProxyError> {
+    pub async fn lookup(&self, host: &str, req: &RequestView<'_>) -> Result<Resolved, ProxyError> {
         if let Some(hit) = self.cache.fresh(host) {
             self.metrics.cache("hit");
-            return Ok(resolve(host, &hit.candidates, &hit.request_dead, path));
+            return resolve(host, &hit.candidates, &hit.request_dead, req);
         }
         if self.cache.mode() != Mode::Strict {
             self.metrics.cache("miss");
         }
         let Some(conn) = self.read.link().get() else {
-            return self.stale(host, path, "not connected");
+            return self.stale(host, req, "not connected");
         };
         let epoch = self.cache.epoch();
         let started = std::time::Instant::now();
@@ -84,19 +89,19 @@ impl RedisStore {
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(lookup) => {
-                let route = resolve(host, &lookup.candidates, &lookup.request_dead, path);
+                let route = resolve(host, &lookup.candidates, &lookup.request_dead, req);
                 self.cache.insert(host, Arc::new(lookup), epoch);
-                Ok(route)
+                route
             }
             Err(e) => {
                 self.metrics.redis_errors.inc();
                 self.read.link().report_failure();
-                self.stale(host, path, &e.to_string())
+                self.stale(host, req, &e.to_string())
             }
         }
     }
 
-    fn stale(&self, host: &str, path: &str, why: &str) -> Result<Option<Route>, ProxyError> {
+    fn stale(&self, host: &str, req: &RequestView<'_>, why: &str) -> Result<Resolved, ProxyError> {
         match self.cache.stale(host) {
             Some((hit, age)) => {
                 self.metrics.cache("stale");
@@ -107,15 +112,15 @@ impl RedisStore {
                 if self.read.first_stale_of_outage() {
                     tracing::warn!(error = why, age = ?age, "Redis unreachable: serving last known routes");
                 }
-                Ok(resolve(host, &hit.candidates, &hit.request_dead, path))
+                resolve(host, &hit.candidates, &hit.request_dead, req)
             }
             None => Err(ProxyError::RoutesUnavailable(why.to_owned())),
         }
     }
 
-    /// One round trip: `LRANGE` of every candidate frontend and `SMEMBERS`
-    /// of every candidate's dead set (the request host's is the first),
-    /// pipelined.
+    /// One round trip: `LRANGE` of every candidate frontend, `SMEMBERS` of
+    /// every candidate's dead set (the request host's is the first) and one
+    /// `MGET` of every candidate's route document, pipelined.
     async fn query(
         &self,
         mut conn: MultiplexedConnection,
@@ -130,19 +135,33 @@ impl RedisStore {
         for h in &hosts {
             pipe.cmd("SMEMBERS").arg(self.keys.dead(h));
         }
+        let mget = pipe.cmd("MGET");
+        for h in &hosts {
+            mget.arg(self.keys.routes(h));
+        }
         let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
-        let (lists, deads) = replies.split_at(hosts.len().min(replies.len()));
+        let n = hosts.len();
+        let (lists, rest) = replies.split_at(n.min(replies.len()));
+        let (deads, documents) = rest.split_at(n.min(rest.len()));
+        let documents: &[Value] = match documents.first() {
+            Some(Value::Array(d)) => d,
+            _ => &[],
+        };
         let request_dead = deads.first().map(dead_positions).unwrap_or_default();
-        // Candidates without a frontend can never win: keep only the others
-        // (what the cache holds per host is then usually one candidate).
+        // Candidates with neither a list nor a document can never win: keep
+        // only the others (what the cache holds per host is then usually one
+        // candidate). A document, when there is one, is the host's routes.
         let candidates = hosts
             .into_iter()
-            .zip(lists.iter().zip(deads))
-            .filter_map(|(h, (list, dead))| {
-                let frontend = decode_list(&h, list)?;
+            .enumerate()
+            .filter_map(|(i, h)| {
+                let table = match documents.get(i) {
+                    Some(Value::BulkString(json)) => self.documents.table(&h, json),
+                    _ => Ok(Table::List(decode_list(&h, lists.get(i)?)?)),
+                };
                 Some(Candidate {
-                    frontend: Some(frontend),
-                    dead: dead_positions(dead),
+                    table,
+                    dead: deads.get(i).map(dead_positions).unwrap_or_default(),
                     host: h,
                 })
             })

@@ -1,28 +1,53 @@
-//! Upstream: choosing a backend and the pooled connections to backends.
+//! Upstream: choosing a backend (uniformly for a list, by weight for a
+//! route document's rule) and the pooled connections to backends.
 
 pub mod pool;
 
+use hipache_schema::routes::weights;
 use hipache_schema::BackendEntry;
 use rand::Rng;
 
-use crate::routing::Route;
+use crate::error::ProxyError;
+use crate::routing::{Route, Served, Table};
 
 pub use pool::{Pool, PoolConfig};
 
-/// Picks a backend uniformly at random among the route's group that is
-/// valid, not marked dead and not already tried by this request. No
-/// allocation: count, draw, then walk to the drawn one.
+/// Picks the backend for an attempt among those not marked dead and not
+/// already tried by this request: for a list, uniformly at random among
+/// its group's valid backends; for a document's rule, at random in
+/// proportion to the weights, invalid backends included (their share
+/// answers 500). No allocation: count, draw, then walk to the drawn one.
 pub fn choose<'a>(route: &'a Route, tried: &[usize]) -> Option<&'a BackendEntry> {
-    let live = |b: &&BackendEntry| {
-        b.url.is_ok() && !route.is_dead(b.position) && !tried.contains(&b.position)
-    };
-    let group = || route.frontend.group(route.group.as_ref()).filter(live);
-    let n = group().count();
-    if n == 0 {
-        return None;
+    let open = |b: &BackendEntry| !route.is_dead(b.position) && !tried.contains(&b.position);
+    match (&route.table, &route.served, route.rule()) {
+        (Table::List(f), Served::Group(g), _) => {
+            let group = || f.group(g.as_ref()).filter(|b| b.url.is_ok() && open(b));
+            let n = group().count();
+            if n == 0 {
+                return None;
+            }
+            let pick = rand::rng().random_range(0..n);
+            group().nth(pick)
+        }
+        (_, _, Some((doc, rule, _))) => {
+            let backends = doc.rule_backends(rule).map(|(b, w)| (w, open(b)));
+            let i = weights::draw(backends, |n| rand::rng().random_range(0..n))?;
+            doc.rule_backends(rule).nth(i).map(|(b, _)| b)
+        }
+        _ => None,
     }
-    let pick = rand::rng().random_range(0..n);
-    group().nth(pick)
+}
+
+/// Why [`choose`] found nothing on a first attempt: a rule with no backend
+/// that has a weight is Gateway API's 500; otherwise every backend is dead
+/// or invalid (502).
+pub fn nothing_to_draw(route: &Route) -> ProxyError {
+    match route.rule() {
+        Some((doc, rule, _)) if doc.rule_backends(rule).all(|(_, w)| w == 0) => {
+            ProxyError::InvalidBackend
+        }
+        _ => ProxyError::NoBackend,
+    }
 }
 
 #[cfg(test)]
@@ -34,10 +59,52 @@ mod tests {
     fn route(list: &[&str], dead: &[usize]) -> Route {
         Route {
             frontend_host: "h".into(),
-            frontend: Arc::new(Frontend::decode(list).expect("list")),
-            group: None,
+            table: Table::List(Arc::new(Frontend::decode(list).expect("list"))),
+            served: Served::Group(None),
             dead: dead.to_vec(),
         }
+    }
+
+    fn rule_route(json: &str, dead: &[usize]) -> Route {
+        let doc = hipache_schema::routes::decode(json.as_bytes()).expect("document");
+        Route {
+            frontend_host: "h".into(),
+            table: Table::Document(Arc::new(doc)),
+            served: Served::Rule(hipache_schema::routes::Selected {
+                rule: 0,
+                matched: 0,
+            }),
+            dead: dead.to_vec(),
+        }
+    }
+
+    #[test]
+    fn rules_draw_by_weight_skipping_dead_and_tried() {
+        let r = rule_route(
+            r#"{"id":"d","rules":[{"backends":[{"url":"http://a","weight":3},{"invalid":"gone","weight":1},{"url":"http://c","weight":0}]}]}"#,
+            &[],
+        );
+        let mut seen = [0usize; 3];
+        for _ in 0..4000 {
+            seen[choose(&r, &[]).expect("backend").position] += 1;
+        }
+        assert_eq!(seen[2], 0, "weight 0 is never drawn");
+        assert!((2800..3200).contains(&seen[0]), "{seen:?}");
+        assert_eq!(choose(&r, &[0]).expect("backend").position, 1);
+        assert!(choose(&r, &[0, 1]).is_none());
+        let dead = rule_route(
+            r#"{"id":"d","rules":[{"backends":[{"url":"http://a"}]}]}"#,
+            &[0],
+        );
+        assert!(choose(&dead, &[]).is_none());
+        assert_eq!(nothing_to_draw(&dead).status(), 502);
+        let zero = rule_route(
+            r#"{"id":"d","rules":[{"backends":[{"url":"http://a","weight":0}]}]}"#,
+            &[],
+        );
+        assert_eq!(nothing_to_draw(&zero).status(), 500);
+        let none = rule_route(r#"{"id":"d","rules":[{}]}"#, &[]);
+        assert_eq!(nothing_to_draw(&none).status(), 500);
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl RouteDocument {
     pub fn rule_backends<'a>(
         &'a self,
         rule: &'a Rule,
-    ) -> impl Iterator<Item = (&'a BackendEntry, u32)> + 'a {
+    ) -> impl Iterator<Item = (&'a BackendEntry, u32)> + Clone + 'a {
         self.backends[rule.backends.clone()]
             .iter()
             .zip(rule.weights.iter().copied())
