@@ -332,9 +332,16 @@ async fn handle(
     if let Some(delay) = config.delay {
         tokio::time::sleep(delay).await;
     }
+    let asked = Asked::of(&parts.headers);
+    if let Some(delay) = asked.delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut response = Response::new(body);
-    *response.status_mut() = config.status;
+    *response.status_mut() = asked.status.unwrap_or(config.status);
     let headers = response.headers_mut();
+    for (name, value) in asked.headers {
+        headers.append(name, value);
+    }
     headers.insert(
         "x-backend",
         HeaderValue::from_str(&config.name).expect("backend name is a valid header value"),
@@ -344,6 +351,42 @@ async fn handle(
         headers.append(name.clone(), value.clone());
     }
     Ok(response)
+}
+
+/// What a request may ask of any [`Backend`] through headers, so that one
+/// backend can answer each request of a table test its own way (the proxy
+/// forwards these headers like any other):
+/// - `x-test-delay-ms: N`: wait N ms before the response head;
+/// - `x-test-status: N`: answer with this status;
+/// - `x-test-response-header: name: value` (repeatable): add the header.
+struct Asked {
+    delay: Option<Duration>,
+    status: Option<StatusCode>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Asked {
+    fn of(h: &HeaderMap) -> Self {
+        let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+        Asked {
+            delay: text("x-test-delay-ms")
+                .and_then(|v| v.trim().parse().ok())
+                .map(Duration::from_millis),
+            status: text("x-test-status")
+                .and_then(|v| StatusCode::from_bytes(v.trim().as_bytes()).ok()),
+            headers: h
+                .get_all("x-test-response-header")
+                .iter()
+                .filter_map(|v| {
+                    let (name, value) = v.to_str().ok()?.split_once(':')?;
+                    Some((
+                        HeaderName::from_bytes(name.trim().as_bytes()).ok()?,
+                        HeaderValue::from_str(value.trim()).ok()?,
+                    ))
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Writes the body's length, checksum and (small) content into the record.

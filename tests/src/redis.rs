@@ -108,6 +108,13 @@ impl RedisServer {
             .await;
     }
 
+    /// Writes a route document at `routes:<host>` (one `SET`, as redis-cli
+    /// users do).
+    pub async fn set_routes(&self, host: &str, document: &serde_json::Value) {
+        let key = format!("routes:{host}");
+        let _: () = self.query(&["SET", &key, &document.to_string()]).await;
+    }
+
     /// Like [`Self::rpush_frontend`] with the full key given (for prefixes).
     pub async fn rpush_frontend_key<S: AsRef<str>>(
         &self,
