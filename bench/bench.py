@@ -36,6 +36,8 @@ CONNS = 50
 IDLE_CONNS = 10_000
 FRONTENDS = 100_000
 HOST = "bench.local"
+# A host served by a route document of 20 rules (test_document).
+DOC_HOST = "doc.bench.local"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BODY_A = "hipache-bench backend-a " + "a" * 75 + "\n"   # 100 bytes
 BODY_B = "hipache-bench backend-b " + "b" * 75 + "\n"   # 100 bytes
@@ -351,9 +353,9 @@ backend be
 
     # ------------------------------------------------------------ runners
 
-    def wrk(self, target, duration, conn_close=False, path="/", hosts=None):
+    def wrk(self, target, duration, conn_close=False, path="/", hosts=None, host=HOST):
         cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{CONNS}", f"-d{duration}s", "--timeout", "5s",
-               "-s", self.a.lua, "-H", f"Host: {HOST}"]
+               "-s", self.a.lua, "-H", f"Host: {host}"]
         if conn_close:
             cmd += ["-H", "Connection: close"]
         cmd.append(f"http://127.0.0.1:{self.ports[target]}{path}")
@@ -521,6 +523,41 @@ backend be
             self.extra.setdefault("rss_after_100k_kb", {})[t] = self.rss_kb(self.pids_of(t))
         self.extra["redis_rss_after_100k_kb"] = self.rss_kb([self.procs["redis"].pid])
 
+    def route_document(self):
+        """20 rules as a platform writes them: header canaries and path
+        prefixes for several services, one URL rewrite, one header filter.
+        The benchmark's request (`GET /app/page`) is served by the rule with
+        the rewrite and the header filter, checked after the higher
+        precedence ones."""
+        url = f"http://127.0.0.1:{self.ports['direct']}"
+        other = f"http://127.0.0.1:{self.ports['backend-b']}"
+        rules = []
+        for i in range(9):
+            rules.append({"matches": [{"path": {"type": "PathPrefix", "value": f"/svc{i}/api"},
+                                       "headers": [{"name": "x-canary", "value": "on"}]}],
+                          "backends": [{"url": other}]})
+            rules.append({"matches": [{"path": {"type": "PathPrefix", "value": f"/svc{i}"}}],
+                          "backends": [{"url": other, "weight": 90}, {"url": other, "weight": 10}]})
+        rules.append({"matches": [{"path": {"type": "Exact", "value": "/health"}}], "backends": [{"url": other}]})
+        rules.append({"matches": [{"path": {"type": "PathPrefix", "value": "/app"}}],
+                      "backends": [{"url": url}],
+                      "filters": [{"type": "URLRewrite", "path": {"type": "ReplaceFullPath", "value": "/"}},
+                                  {"type": "RequestHeaderModifier", "set": [{"name": "x-route", "value": "app"}]}]})
+        assert len(rules) == 20
+        return {"version": 1, "id": "bench-document", "rules": rules}
+
+    def test_document(self):
+        self.redis_cli("SET", f"routes:{DOC_HOST}", json.dumps(self.route_document()))
+        for t in HIPACHES:
+            status, body = self.get(self.ports[t], host=DOC_HOST, path="/app/page")
+            if status != 200 or b"backend-a" not in body:
+                raise RuntimeError(f"{t}: route document answered {status} {body[:200]!r}")
+        for i in range(self.rounds):
+            log(f"plain list vs route document of 20 rules, round {i + 1}/{self.rounds}")
+            for t in HIPACHES:
+                self.add("doc-list", t, self.wrk(t, self.dur))
+                self.add("doc-20", t, self.wrk(t, self.dur, path="/app/page", host=DOC_HOST))
+
     def test_fresh(self):
         for t in HIPACHES:
             log(f"freshness on {t}: {self.fresh_trials} trials")
@@ -633,6 +670,21 @@ backend be
                          f"{mb(self.extra.get('rss_after_100k_kb', {}).get(t))} | "
                          f"{mb(self.extra.get('redis_rss_after_100k_kb'))} |")
             L.append("")
+        if "doc-20" in self.results:
+            L.append("## Route document of 20 rules vs a plain list (keep-alive, same run)")
+            L.append("")
+            L.append("The document's request is served by its 20th rule by precedence (header and path "
+                     "matches before it), with a URL rewrite and a header filter; the list is Hipache's "
+                     "`frontend:` entry. CPU includes redis-server.")
+            L.append("")
+            L.append("| target | list req/s | document req/s | ratio | list CPU µs/req | document CPU µs/req |")
+            L.append("|---|---:|---:|---:|---:|---:|")
+            for t in HIPACHES:
+                a1, a2 = self.med("doc-list", t, "rps"), self.med("doc-20", t, "rps")
+                L.append(f"| {t} | {fmt(a1)}{pm('doc-list', t)} | {fmt(a2)}{pm('doc-20', t)} | {ratio(a2, a1)} | "
+                         f"{fmt(self.med('doc-list', t, 'cpu_us_per_req'), 2)} | "
+                         f"{fmt(self.med('doc-20', t, 'cpu_us_per_req'), 2)} |")
+            L.append("")
         if "fresh" in self.extra:
             L.append("## Freshness: Redis write (LSET to a new backend) to the first answer from it, µs")
             L.append("")
@@ -678,6 +730,11 @@ backend be
             rl = self.med("hosts100k", t, "rss_load_kb")
             if rl:
                 out.append((f"{t} RSS with 100k frontends < 150 MB", f"{rl / 1024:.1f} MB", rl < 150 * 1024))
+        for t in HIPACHES:
+            a1, a2 = self.med("doc-list", t, "rps"), self.med("doc-20", t, "rps")
+            if a1 and a2:
+                out.append((f"{t} route document of 20 rules within 10% of a plain list", f"{a2 / a1:.2f}x",
+                            a2 / a1 >= 0.9))
         f = self.extra.get("fresh", {})
         if "hipache-tracking" in f:
             v = f["hipache-tracking"]
@@ -771,7 +828,7 @@ def main():
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration", type=int)
     ap.add_argument("--only", default="", help="comma-separated tests (debugging): "
-                    "keepalive,close,rate,idle,big,frontends,fresh")
+                    "keepalive,close,rate,idle,big,frontends,document,fresh")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     b = Bench(a)
@@ -797,6 +854,8 @@ def main():
             b.test_big()
         if want("frontends"):
             b.test_frontends()
+        if want("document"):
+            b.test_document()
         if want("fresh"):
             b.test_fresh()
     finally:

@@ -160,12 +160,13 @@ real Redis. AUTH and HELLO are always allowed by Redis.
 {{- regexReplaceAll "([][*?\\\\])" .Values.redis.keyPrefix "\\${1}" -}}
 {{- end -}}
 
-{{/* The proxy: reads routes, dead marks, certificates and the health
-checker's ping; writes dead marks (SADD + EXPIRE + PUBLISH in MULTI);
-subscribes to `tls`; client tracking in `routeCache: tracking`. */}}
+{{/* The proxy: reads routes (lists and route documents), dead marks,
+certificates and the health checker's ping; writes dead marks (SADD +
+EXPIRE + PUBLISH in MULTI); subscribes to `tls`; client tracking in
+`routeCache: tracking`. */}}
 {{- define "hipache.acl.proxy" -}}
 {{- $p := include "hipache.aclPrefix" . -}}
-reset on -@all +ping +select +client|setinfo +client|tracking +lrange +smembers +get +hmget +scan +multi +exec +sadd +expire +publish +subscribe +unsubscribe {{ printf "%%R~%sfrontend:*" $p }} {{ printf "~%sdead:*" $p }} {{ printf "%%R~%stls:*" $p }} %R~hchecker_ping resetchannels &dead &tls
+reset on -@all +ping +select +client|setinfo +client|tracking +lrange +smembers +get +mget +hmget +scan +multi +exec +sadd +expire +publish +subscribe +unsubscribe {{ printf "%%R~%sfrontend:*" $p }} {{ printf "%%R~%sroutes:*" $p }} {{ printf "~%sdead:*" $p }} {{ printf "%%R~%stls:*" $p }} %R~hchecker_ping resetchannels &dead &tls
 {{- end -}}
 
 {{/* The syncer: owned frontends and certificates (WATCH, read, MULTI …
@@ -176,18 +177,19 @@ certificate changes published on `tls`, dead events followed on `dead`. */}}
 reset on -@all +ping +select +client|setinfo +scan +lrange +hgetall +watch +unwatch +multi +exec +discard +del +rpush +hset +hmset +sadd +srem +expire +set +publish +subscribe +unsubscribe {{ printf "~%sfrontend:*" $p }} {{ printf "~%sdead:*" $p }} {{ printf "~%stls:*" $p }} %W~hchecker_ping resetchannels &dead &tls
 {{- end -}}
 
-{{/* What a redis-cli tenant does to its own frontends and dead marks:
-lists, sets, expiry, transactions. No key listing (KEYS and SCAN would show
+{{/* What a redis-cli tenant does to its own frontends, route documents and
+dead marks: lists, strings (GET/SET of a document), sets, expiry,
+transactions. No key listing (KEYS and SCAN would show
 every tenant's hosts), no pub/sub. */}}
 {{- define "hipache.acl.tenantCommands" -}}
--@all +ping +select +command|docs +multi +exec +discard +watch +unwatch +exists +type +del +expire +persist +ttl +lrange +llen +lindex +lpos +rpush +lpush +rpushx +lpushx +linsert +lset +lrem +ltrim +lpop +rpop +smembers +sismember +scard +sadd +srem
+-@all +ping +select +command|docs +multi +exec +discard +watch +unwatch +exists +type +del +expire +persist +ttl +get +set +lrange +llen +lindex +lpos +rpush +lpush +rpushx +lpushx +linsert +lset +lrem +ltrim +lpop +rpop +smembers +sismember +scard +sadd +srem
 {{- end -}}
 
 {{/* One tenant (`.tenant`: name, hosts). */}}
 {{- define "hipache.acl.tenant" -}}
 {{- $p := include "hipache.aclPrefix" .root -}}
 reset on {{ include "hipache.acl.tenantCommands" .root }}
-{{- range .tenant.hosts }} {{ printf "~%sfrontend:%s" $p . }} {{ printf "~%sdead:%s" $p . }}{{ end }} resetchannels
+{{- range .tenant.hosts }} {{ printf "~%sfrontend:%s" $p . }} {{ printf "~%sroutes:%s" $p . }} {{ printf "~%sdead:%s" $p . }}{{ end }} resetchannels
 {{- end -}}
 
 {{/* `default` during a migration from the shared password
@@ -196,7 +198,7 @@ no `tls:` key and no administration. Else disabled. */}}
 {{- define "hipache.acl.default" -}}
 {{- $p := include "hipache.aclPrefix" . -}}
 {{- if .Values.redis.auth.legacyPassword -}}
-reset on {{ include "hipache.acl.tenantCommands" . }} +keys +scan +publish +subscribe +unsubscribe {{ printf "~%sfrontend:*" $p }} {{ printf "~%sdead:*" $p }} resetchannels &dead
+reset on {{ include "hipache.acl.tenantCommands" . }} +keys +scan +publish +subscribe +unsubscribe {{ printf "~%sfrontend:*" $p }} {{ printf "~%sroutes:*" $p }} {{ printf "~%sdead:*" $p }} resetchannels &dead
 {{- else -}}
 reset off
 {{- end -}}

@@ -143,9 +143,18 @@ impl RedisStore {
         let n = hosts.len();
         let (lists, rest) = replies.split_at(n.min(replies.len()));
         let (deads, documents) = rest.split_at(n.min(rest.len()));
+        // A refused MGET (an ACL without `routes:`) is an error, not "no
+        // documents": a host's policies are never skipped unread.
         let documents: &[Value] = match documents.first() {
             Some(Value::Array(d)) => d,
-            _ => &[],
+            other => {
+                let detail = format!("MGET of route documents: {other:?}");
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "route documents unreadable",
+                    detail,
+                )));
+            }
         };
         let request_dead = deads.first().map(dead_positions).unwrap_or_default();
         // Candidates with neither a list nor a document can never win: keep
