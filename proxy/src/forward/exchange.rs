@@ -100,6 +100,10 @@ pub fn error_response(
         | ProxyError::BadRequest(_) => {
             tracing::debug!(peer = %conn.peer, error = %e, "request refused")
         }
+        // Logged once per change of the document, when it was refused.
+        ProxyError::BadDocument(_) => {
+            tracing::debug!(peer = %conn.peer, error = %e, "request refused: route document refused")
+        }
         _ => {
             tracing::warn!(peer = %conn.peer, error = %e, status = status.as_u16(), "request failed")
         }
