@@ -28,6 +28,9 @@ pub enum ProxyError {
     /// has no backend with a weight (Gateway API: 500).
     #[error("the rule's backend is invalid")]
     InvalidBackend,
+    /// Refused by an access policy (403, 401, 429, a sign-in redirect...).
+    #[error("refused by policy: {}", .0.reason)]
+    Denied(Box<crate::forward::policy::Denial>),
     #[error("no live backend")]
     NoBackend,
     #[error("route store unavailable: {0}")]
@@ -70,6 +73,7 @@ impl ProxyError {
             | ProxyError::BadDocument(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::NotFound { .. } => StatusCode::NOT_FOUND,
             ProxyError::InvalidBackend => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::Denied(d) => d.status,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -113,6 +117,7 @@ impl ProxyError {
             ProxyError::NotFound { known_host: false } => "no frontend",
             ProxyError::BadDocument(why) => why,
             ProxyError::InvalidBackend => "invalid backend",
+            ProxyError::Denied(d) => d.reason,
             ProxyError::NoHost => "no host",
             ProxyError::BadHost(_) => "invalid host",
             ProxyError::NoFrontend => "no frontend",
@@ -185,21 +190,20 @@ impl ErrorPages {
         self.cache.write().insert(status.as_u16(), page.clone());
         page
     }
+}
 
-    /// A complete error response with the page and no-cache headers.
-    pub fn response<B: From<Bytes>>(&self, status: StatusCode) -> Response<B> {
-        let body = self.page(status);
-        let mut resp = Response::new(B::from(body.clone()));
-        *resp.status_mut() = status;
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-        resp
-    }
+/// An error response with this page and no-cache headers.
+pub fn page_response<B: From<Bytes>>(status: StatusCode, body: Bytes) -> Response<B> {
+    let mut resp = Response::new(B::from(body.clone()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    resp
 }
 
 fn read_page(dir: &Path, status: StatusCode) -> Option<Bytes> {

@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 
 use super::headers::upstream_head;
 use super::route::Destination;
-use super::{filters, mirror, ConnInfo};
+use super::{filters, mirror, policy, ConnInfo};
 use crate::error::ProxyError;
 use crate::metrics::UpstreamErrorKind;
 use crate::routing::{DeadMark, Route};
@@ -74,6 +74,7 @@ pub fn outbound(
     req: Request<Incoming>,
     to: &mut Destination,
     upgrade: Option<&HeaderValue>,
+    admitted: policy::Admitted,
 ) -> Outbound {
     let (mut parts, body) = req.into_parts();
     upstream_head(
@@ -86,6 +87,9 @@ pub fn outbound(
     let rule = to.route.rule().map(|(_, rule, _)| rule);
     if let Some(rule) = rule {
         filters::request(rule, &mut parts);
+    }
+    for (name, value) in admitted.upstream_headers {
+        parts.headers.insert(name, value);
     }
     let empty = body.is_end_stream();
     let tee = rule

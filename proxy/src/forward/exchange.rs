@@ -9,6 +9,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 
 use super::headers::{set, X_DEBUG, X_DEBUG_ERROR};
+use super::policy::Decor;
 use super::{upgrade, ConnInfo, ProxyBody};
 use crate::accesslog::Entry;
 use crate::error::ProxyError;
@@ -29,6 +30,8 @@ pub struct Exchange {
     user_agent: String,
     /// The matched frontend's routes, once known (for its identifier).
     pub table: OnceLock<Table>,
+    /// What every answer carries on a document's host (its policies).
+    pub decor: OnceLock<Decor>,
 }
 
 impl Exchange {
@@ -52,6 +55,7 @@ impl Exchange {
             referer: header(header::REFERER),
             user_agent: header(header::USER_AGENT),
             table: OnceLock::new(),
+            decor: OnceLock::new(),
         }
     }
 
@@ -97,6 +101,7 @@ pub fn error_response(
         | ProxyError::BadHost(_)
         | ProxyError::NoFrontend
         | ProxyError::NotFound { .. }
+        | ProxyError::Denied(_)
         | ProxyError::BadRequest(_) => {
             tracing::debug!(peer = %conn.peer, error = %e, "request refused")
         }
@@ -108,7 +113,13 @@ pub fn error_response(
             tracing::warn!(peer = %conn.peer, error = %e, status = status.as_u16(), "request failed")
         }
     }
-    let mut resp: Response<ProxyBody> = shared.pages.response(status);
+    let host_page = ex.decor.get().and_then(|d| d.page(status));
+    let page = match host_page {
+        Some(p) => bytes::Bytes::copy_from_slice(p.as_bytes()),
+        None => shared.pages.page(status),
+    };
+    let page_len = page.len() as u64;
+    let mut resp: Response<ProxyBody> = crate::error::page_response(status, page);
     if ex.method == Method::HEAD {
         *resp.body_mut() = ProxyBody::empty();
     }
@@ -124,6 +135,11 @@ pub fn error_response(
     ) {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    if let ProxyError::Denied(d) = &e {
+        for (name, value) in &d.headers {
+            h.append(name.clone(), value.clone());
+        }
+    }
     if matches!(e, ProxyError::WebSocketVersion) {
         h.insert(
             upgrade::SEC_WEBSOCKET_VERSION.clone(),
@@ -136,7 +152,7 @@ pub fn error_response(
     if let Some(log) = &shared.access_log {
         let bytes = match ex.method {
             Method::HEAD => 0,
-            _ => shared.pages.page(status).len() as u64,
+            _ => page_len,
         };
         log.log(ex.entry(conn, status, bytes, None));
     }

@@ -1,6 +1,7 @@
 //! One request through the proxy, as a short sequence of named steps:
 //! [`route`] it (routing host, target, `__ping__`, the HTTPS redirect, the
-//! route store), check the upgrade it asks for ([`upgrade`]), build the
+//! route store), apply its rule's access [`policy`], check the upgrade it
+//! asks for ([`upgrade`]), build the
 //! request as it goes upstream and [`attempt`] it on a live backend
 //! (choice, retries, dead marks), then [`respond`] with the backend's
 //! answer (or a tunnel); the [`exchange`] record feeds the access log and
@@ -12,6 +13,8 @@
 //!   [`redirect`] (HTTPS redirect) serve it.
 //! - [`attempt`]: the request as it goes upstream, backend choice,
 //!   retries, timeouts, passive health.
+//! - [`policy`]: a rule's access policies (IP lists, rate limits, CORS,
+//!   authentication) and what every answer of its host carries.
 //! - [`filters`]: what a route document's rule does to the request and
 //!   the answer; [`mirror`]: its request mirrors.
 //! - [`respond`]: the answer relayed, debug headers, tunnels.
@@ -28,6 +31,7 @@ pub mod exchange;
 pub mod filters;
 pub mod headers;
 pub mod mirror;
+pub mod policy;
 pub mod redirect;
 pub mod respond;
 pub mod route;
@@ -105,10 +109,13 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let ex = Exchange::new(&shared, &conn, &req);
     shared.metrics.in_flight.inc();
-    let resp = match proxy(&shared, &conn, &ex, req).await {
+    let mut resp = match proxy(&shared, &conn, &ex, req).await {
         Ok(resp) => resp,
         Err(e) => exchange::error_response(&shared, &conn, &ex, e),
     };
+    if let Some(decor) = ex.decor.get() {
+        decor.apply(resp.headers_mut());
+    }
     shared.metrics.in_flight.dec();
     shared.metrics.request(
         resp.status(),
@@ -131,6 +138,21 @@ async fn proxy(
         Routed::To(to) => to,
     };
     let _ = ex.table.set(to.route.table.clone());
+    let admitted = match to.route.rule() {
+        Some((_, rule, _)) => {
+            let _ = ex
+                .decor
+                .set(policy::Decor::of(&rule.policies, req.headers(), conn.tls));
+            match policy::admit(shared, conn, &to.route, &req).await? {
+                policy::Admission::Answer(resp) => return Ok(resp),
+                policy::Admission::Pass(admitted) => admitted,
+            }
+        }
+        None => policy::Admitted::default(),
+    };
+    if let Some(resp) = to.answer.take() {
+        return Ok(resp);
+    }
     let client = upgrade::Requested::of(&req, &shared.config.upgrade_protocols)?.map(|requested| {
         ClientUpgrade {
             requested,
@@ -138,7 +160,7 @@ async fn proxy(
         }
     });
     let protocol = client.as_ref().map(|c| &c.requested.protocol);
-    let out = attempt::outbound(shared, conn, req, &mut to, protocol);
+    let out = attempt::outbound(shared, conn, req, &mut to, protocol, admitted);
     let answered = attempt::attempt(shared, &to.host, &to.route, out).await?;
     respond::relay(shared, conn, ex, &to.route, answered, client)
 }

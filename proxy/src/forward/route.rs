@@ -35,6 +35,9 @@ pub struct Destination {
     pub normalized: Option<PathAndQuery>,
     /// The request body limit: the rule's, else `maxBodySize`.
     pub body_limit: Option<u64>,
+    /// The rule's redirect, answered once its policies let the request
+    /// through.
+    pub answer: Option<Response<ProxyBody>>,
 }
 
 /// Routes `req`: an answer of the proxy's own, a destination, or the error
@@ -76,6 +79,7 @@ pub async fn route<B>(
         Resolved::Unknown => return Err(ProxyError::NoFrontend),
     };
     let mut limit = shared.config.max_body_size;
+    let mut answer = None;
     if let Some((_, rule, matched)) = route.rule() {
         let prefix = match &matched.path {
             PathCond::Prefix(p) => Some(p.path.as_str()),
@@ -86,11 +90,10 @@ pub async fn route<B>(
             let new_path = r.path.as_ref().map(|m| m.apply(&path, prefix));
             let path = new_path.as_deref().unwrap_or(&path);
             let query = req.uri().query();
-            return redirect::by_rule(r, conn, &host, raw_host, path, query)
-                .map(Routed::Answer)
-                .ok_or(ProxyError::BadRequest(
-                    "redirect location is not a valid header",
-                ));
+            let resp = redirect::by_rule(r, conn, &host, raw_host, path, query).ok_or(
+                ProxyError::BadRequest("redirect location is not a valid header"),
+            )?;
+            answer = Some(resp);
         }
         if let Some(m) = filters.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
             normalized = Some(target::with_query(
@@ -106,6 +109,7 @@ pub async fn route<B>(
         route,
         normalized,
         body_limit: limit,
+        answer,
     }))
 }
 

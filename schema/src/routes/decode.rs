@@ -202,7 +202,7 @@ impl Ctx {
     }
 
     fn document(&mut self, at: &Ptr, v: &Value) -> Option<RouteDocument> {
-        let m = self.object(at, v, &["version", "id", "rules"])?;
+        let m = self.object(at, v, &["version", "id", "policies", "rules"])?;
         if let Some(version) = m.get("version") {
             if version.as_u64() != Some(super::VERSION) {
                 self.err(
@@ -224,10 +224,15 @@ impl Ctx {
         let list = self
             .required(at, m, "rules")
             .and_then(|v| self.array(&rules_at, v, limits::RULES));
+        // Host-wide policies apply to every rule; a rule's own replace them
+        // kind by kind.
+        let host = self.optional(at, m, "policies", |cx, at, v| cx.policies(at, v, "host"));
+        let host = host.flatten().unwrap_or_default();
         let mut backends = Vec::new();
         let mut rules = Vec::new();
         for (i, r) in list.unwrap_or_default().iter().enumerate() {
-            if let Some(rule) = self.rule(&rules_at.at(i), r, &mut backends) {
+            if let Some(mut rule) = self.rule(&rules_at.at(i), r, i, &mut backends) {
+                rule.policies = Policies::over(&rule.policies, &host);
                 rules.push(rule);
             }
         }
@@ -240,11 +245,21 @@ impl Ctx {
         })
     }
 
-    fn rule(&mut self, at: &Ptr, v: &Value, backends: &mut Vec<BackendEntry>) -> Option<Rule> {
+    fn rule(
+        &mut self,
+        at: &Ptr,
+        v: &Value,
+        index: usize,
+        backends: &mut Vec<BackendEntry>,
+    ) -> Option<Rule> {
         let m = self.object(at, v, RULE_FIELDS)?;
         let name = self.optional(at, m, "name", |cx, at, v| {
             cx.string(at, v).map(str::to_owned)
         });
+        let scope = match name.as_ref().and_then(|n| n.as_deref()) {
+            Some(n) => format!("rule:{n}"),
+            None => format!("rule:{index}"),
+        };
         let matches = self.matches(at, m);
         let start = backends.len();
         let mut weights = Vec::new();
@@ -276,7 +291,7 @@ impl Ctx {
             cx.uint(at, v, 0..=u64::MAX)
         });
         let protocol = self.optional(at, m, "protocol", Self::protocol);
-        let policies = self.optional(at, m, "policies", Self::policies);
+        let policies = self.optional(at, m, "policies", |cx, at, v| cx.policies(at, v, &scope));
         Some(Rule {
             name: name?,
             matches: matches?,
@@ -853,16 +868,6 @@ impl Ctx {
         }
         p
     }
-
-    fn policies(&mut self, at: &Ptr, v: &Value) -> Option<Policies> {
-        let m = self.object(at, v, &[])?;
-        // `object` reported each key as unknown; say why once more plainly.
-        if !m.is_empty() {
-            self.err(at, "no access policy is known to this version: a policy that cannot be enforced is refused, not skipped");
-            return None;
-        }
-        Some(Policies {})
-    }
 }
 
 /// RFC 9110 `tchar`.
@@ -881,5 +886,6 @@ fn is_clean_path(p: &str) -> bool {
         && !p.split('/').any(|seg| seg == "." || seg == "..")
 }
 
+mod policies;
 #[cfg(test)]
 mod tests;

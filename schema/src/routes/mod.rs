@@ -11,6 +11,9 @@
 //! - this file: the model, as the proxy uses it.
 //! - `decode`: JSON to the model, every error with its JSON pointer.
 //! - [`matching`]: which rule serves a request, and Gateway API's precedence.
+//! - [`policies`]: access policies (IP lists, authentication, rate limits,
+//!   affinity, CORS, HSTS, security headers, error pages), host-wide and
+//!   per rule.
 //! - [`rewrite`]: path replacement and redirect locations.
 //! - [`weights`]: the weighted backend draw.
 //! - `duration`: Gateway API's duration format (`1m30s`, `500ms`).
@@ -18,6 +21,7 @@
 mod decode;
 mod duration;
 pub mod matching;
+pub mod policies;
 pub mod rewrite;
 pub mod weights;
 
@@ -31,6 +35,7 @@ use crate::entry::BackendEntry;
 
 pub use decode::{decode, DocError};
 pub use matching::{Match, PathCond, Pattern, RequestView, Selected, ValueCond};
+pub use policies::Policies;
 pub use rewrite::PathModifier;
 
 /// The only document version this model reads.
@@ -82,6 +87,7 @@ pub struct Rule {
     pub retry: Option<Retry>,
     pub max_body_size: Option<u64>,
     pub protocol: Protocol,
+    /// The rule's effective policies: its own over the host's.
     pub policies: Policies,
 }
 
@@ -195,12 +201,6 @@ impl Protocol {
         }
     }
 }
-
-/// The access policies of a rule. No policy is known to this version of
-/// the model: a document naming one is refused (a policy that cannot be
-/// enforced must fail closed, never be skipped).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Policies {}
 
 /// Limits on a document, so that one tenant's document cannot exhaust a
 /// proxy's memory or CPU.

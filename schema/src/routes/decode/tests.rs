@@ -142,8 +142,8 @@ fn semantic_checks_schema_cannot_make() {
             "/rules/0/filters/0/set/0/value: must be an HTTP field value",
         ),
         (
-            json!({ "policies": { "ipAllowList": ["10.0.0.0/8"] } }),
-            "/rules/0/policies/ipAllowList: unknown field",
+            json!({ "policies": { "geoBlock": ["FR"] } }),
+            "/rules/0/policies/geoBlock: unknown field",
         ),
         (
             json!({ "protocol": "spdy" }),

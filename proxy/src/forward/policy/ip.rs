@@ -1,0 +1,111 @@
+//! IP allow- and deny-lists, on the client address as the trust model
+//! decides it: the peer, or, when the peer is a trusted proxy, the address
+//! it reports in `X-Forwarded-For` (the rightmost one that is not itself a
+//! trusted proxy, so that a client cannot choose its own address by
+//! prepending one).
+
+use std::net::IpAddr;
+
+use hipache_schema::routes::Policies;
+use http::{HeaderMap, StatusCode};
+use ipnet::IpNet;
+
+use super::super::headers::X_FORWARDED_FOR;
+use super::super::ConnInfo;
+use super::Denial;
+
+/// The address policies judge a request by.
+pub fn client_address(conn: &ConnInfo, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = conn.peer.ip().to_canonical();
+    if !conn.trusted {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .map(|a| a.to_canonical())
+        .collect::<Vec<_>>();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|a| !trusted.iter().any(|n| n.contains(a)))
+        .unwrap_or(peer)
+}
+
+/// 403 unless the address is in the allow-list (when there is one) and
+/// not in the deny-list.
+pub fn check(p: &Policies, client: IpAddr) -> Result<(), Denial> {
+    let inside = |nets: &[IpNet]| nets.iter().any(|n| n.contains(&client));
+    if p.ip_allow.as_ref().is_some_and(|l| !inside(l)) {
+        return Err(Denial::new(
+            StatusCode::FORBIDDEN,
+            "client address not allowed",
+        ));
+    }
+    if p.ip_deny.as_ref().is_some_and(|l| inside(l)) {
+        return Err(Denial::new(StatusCode::FORBIDDEN, "client address denied"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn conn(peer: &str, trusted: bool) -> ConnInfo {
+        ConnInfo {
+            peer: format!("{peer}:1000").parse().expect("peer"),
+            local: "127.0.0.1:80".parse().expect("local"),
+            tls: false,
+            trusted,
+            debug_allowed: false,
+        }
+    }
+
+    #[test]
+    fn the_forwarded_address_counts_only_behind_a_trusted_proxy() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 203.0.113.9, 10.0.0.2".parse().expect("value"),
+        );
+        let behind = client_address(&conn("10.0.0.1", true), &h, &trusted);
+        assert_eq!(
+            behind,
+            "203.0.113.9".parse::<IpAddr>().expect("ip"),
+            "rightmost untrusted"
+        );
+        let direct = client_address(&conn("198.51.100.1", false), &h, &trusted);
+        assert_eq!(
+            direct,
+            "198.51.100.1".parse::<IpAddr>().expect("ip"),
+            "a client's own header is ignored"
+        );
+    }
+
+    #[test]
+    fn allow_then_deny() {
+        let p = Policies {
+            ip_allow: Some(Arc::new(vec![
+                "10.0.0.0/8".parse().expect("net"),
+                "2001:db8::/32".parse().expect("net"),
+            ])),
+            ip_deny: Some(Arc::new(vec!["10.1.0.0/16".parse().expect("net")])),
+            ..Policies::default()
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert!(check(&p, ip("10.2.3.4")).is_ok());
+        assert!(check(&p, ip("2001:db8::1")).is_ok());
+        assert_eq!(
+            check(&p, ip("10.1.3.4")).map_err(|d| d.status),
+            Err(StatusCode::FORBIDDEN)
+        );
+        assert!(check(&p, ip("192.0.2.1")).is_err());
+        assert!(check(&Policies::default(), ip("192.0.2.1")).is_ok());
+    }
+}
