@@ -25,6 +25,7 @@ use crate::metrics::UpstreamErrorKind;
 use crate::routing::{DeadMark, Route};
 use crate::shared::Shared;
 use crate::upstream::pool::{Conn, UpstreamBody};
+use crate::upstream::Pin;
 use hipache_schema::routes::Retry;
 use hipache_schema::{BackendEntry, BackendUrl};
 
@@ -37,6 +38,8 @@ pub struct Outbound {
     /// The head to send again when a rule retries on a status: kept only
     /// for requests that can be repeated (no body, an idempotent method).
     replay: Option<Replay>,
+    /// The rule's affinity for this request.
+    pin: Option<Pin>,
 }
 
 /// A bodyless request's head, to send again.
@@ -63,6 +66,9 @@ pub struct Answered<'r> {
     /// The connection it came on, back to the pool when its body ends.
     pub conn: Conn,
     pub backend_time: Duration,
+    /// The affinity cookie to set, when the backend is not the one the
+    /// request's cookie named.
+    pub set_cookie: Option<HeaderValue>,
 }
 
 /// The request as it goes upstream: its head by [`upstream_head`] and the
@@ -88,7 +94,11 @@ pub fn outbound(
     if let Some(rule) = rule {
         filters::request(rule, &mut parts);
     }
-    for (name, value) in admitted.upstream_headers {
+    let policy::Admitted {
+        upstream_headers,
+        pin,
+    } = admitted;
+    for (name, value) in upstream_headers {
         parts.headers.insert(name, value);
     }
     let empty = body.is_end_stream();
@@ -109,6 +119,7 @@ pub fn outbound(
             request: Request::from_parts(parts, UpstreamBody::default()),
             client_body_failed: None,
             replay,
+            pin,
         };
     }
     let client_body_failed = Arc::new(AtomicBool::new(false));
@@ -137,6 +148,7 @@ pub fn outbound(
         request: Request::from_parts(parts, body),
         client_body_failed: Some(client_body_failed),
         replay,
+        pin,
     }
 }
 
@@ -206,16 +218,18 @@ async fn attempts<'r>(
         request: mut req,
         client_body_failed,
         replay,
+        pin,
     } = out;
+    let pin = pin.as_ref();
     let mut tried: Vec<usize> = Vec::new();
     let mut retried = 0;
     let mut last_error = None;
     loop {
-        let drawn = crate::upstream::choose(route, &tried).or_else(|| {
+        let drawn = crate::upstream::choose(route, &tried, pin).or_else(|| {
             // A status retry may go back to a backend already tried when
             // no other is left (one backend answering a transient 503).
             let status_retry = last_error.is_none() && !tried.is_empty();
-            status_retry.then(|| crate::upstream::choose(route, &[]))?
+            status_retry.then(|| crate::upstream::choose(route, &[], pin))?
         });
         let Some(backend) = drawn else {
             return Err(last_error.unwrap_or_else(|| crate::upstream::nothing_to_draw(route)));
@@ -243,6 +257,7 @@ async fn attempts<'r>(
                     response,
                     conn,
                     backend_time: start.elapsed(),
+                    set_cookie: pin.and_then(|p| p.set_cookie(backend)),
                 };
                 passive_health(shared, host, count, &answered);
                 let status = answered.response.status();

@@ -45,6 +45,7 @@ pub fn relay(
         mut response,
         conn: upstream_conn,
         backend_time,
+        set_cookie,
     } = answered;
     let status = response.status();
     let switched = status == StatusCode::SWITCHING_PROTOCOLS;
@@ -72,6 +73,9 @@ pub fn relay(
     strip_hop_by_hop_but(&mut parts.headers, kept);
     if let Some((_, rule, _)) = route.rule() {
         super::filters::response(rule, &mut parts.headers);
+    }
+    if let Some(cookie) = set_cookie {
+        parts.headers.append(http::header::SET_COOKIE, cookie);
     }
     if ex.debug {
         debug_headers(&mut parts.headers, ex, route, backend, backend_time);

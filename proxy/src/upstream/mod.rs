@@ -1,6 +1,7 @@
 //! Upstream: choosing a backend (uniformly for a list, by weight for a
 //! route document's rule) and the pooled connections to backends.
 
+pub mod affinity;
 pub mod pool;
 
 use hipache_schema::routes::weights;
@@ -10,14 +11,20 @@ use rand::Rng;
 use crate::error::ProxyError;
 use crate::routing::{Route, Served, Table};
 
+pub use affinity::Pin;
 pub use pool::{Pool, PoolConfig};
 
 /// Picks the backend for an attempt among those not marked dead and not
 /// already tried by this request: for a list, uniformly at random among
-/// its group's valid backends; for a document's rule, at random in
-/// proportion to the weights, invalid backends included (their share
-/// answers 500). No allocation: count, draw, then walk to the drawn one.
-pub fn choose<'a>(route: &'a Route, tried: &[usize]) -> Option<&'a BackendEntry> {
+/// its group's valid backends; for a document's rule, the one its affinity
+/// `pin` keeps, else at random in proportion to the weights, invalid
+/// backends included (their share answers 500). No allocation: count,
+/// draw, then walk to the drawn one.
+pub fn choose<'a>(
+    route: &'a Route,
+    tried: &[usize],
+    pin: Option<&Pin>,
+) -> Option<&'a BackendEntry> {
     let open = |b: &BackendEntry| !route.is_dead(b.position) && !tried.contains(&b.position);
     match (&route.table, &route.served, route.rule()) {
         (Table::List(f), Served::Group(g), _) => {
@@ -30,6 +37,9 @@ pub fn choose<'a>(route: &'a Route, tried: &[usize]) -> Option<&'a BackendEntry>
             group().nth(pick)
         }
         (_, _, Some((doc, rule, _))) => {
+            if let Some(b) = pin.and_then(|p| p.pick(doc.rule_backends(rule), open)) {
+                return Some(b);
+            }
             let backends = doc.rule_backends(rule).map(|(b, w)| (w, open(b)));
             let i = weights::draw(backends, |n| rand::rng().random_range(0..n))?;
             doc.rule_backends(rule).nth(i).map(|(b, _)| b)
@@ -86,17 +96,17 @@ mod tests {
         );
         let mut seen = [0usize; 3];
         for _ in 0..4000 {
-            seen[choose(&r, &[]).expect("backend").position] += 1;
+            seen[choose(&r, &[], None).expect("backend").position] += 1;
         }
         assert_eq!(seen[2], 0, "weight 0 is never drawn");
         assert!((2800..3200).contains(&seen[0]), "{seen:?}");
-        assert_eq!(choose(&r, &[0]).expect("backend").position, 1);
-        assert!(choose(&r, &[0, 1]).is_none());
+        assert_eq!(choose(&r, &[0], None).expect("backend").position, 1);
+        assert!(choose(&r, &[0, 1], None).is_none());
         let dead = rule_route(
             r#"{"id":"d","rules":[{"backends":[{"url":"http://a"}]}]}"#,
             &[0],
         );
-        assert!(choose(&dead, &[]).is_none());
+        assert!(choose(&dead, &[], None).is_none());
         assert_eq!(nothing_to_draw(&dead).status(), 502);
         let zero = rule_route(
             r#"{"id":"d","rules":[{"backends":[{"url":"http://a","weight":0}]}]}"#,
@@ -111,10 +121,10 @@ mod tests {
     fn skips_dead_invalid_and_tried() {
         let r = route(&["id", "http://a", "bad", "http://c", "http://d"], &[0]);
         for _ in 0..50 {
-            let b = choose(&r, &[3]).expect("live backend");
+            let b = choose(&r, &[3], None).expect("live backend");
             assert_eq!(b.position, 2);
         }
-        assert!(choose(&r, &[2, 3]).is_none());
+        assert!(choose(&r, &[2, 3], None).is_none());
     }
 
     #[test]
@@ -122,7 +132,7 @@ mod tests {
         let r = route(&["id", "http://a", "http://b", "http://c"], &[]);
         let mut seen = [0usize; 3];
         for _ in 0..300 {
-            seen[choose(&r, &[]).expect("backend").position] += 1;
+            seen[choose(&r, &[], None).expect("backend").position] += 1;
         }
         assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
     }

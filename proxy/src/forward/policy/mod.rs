@@ -9,6 +9,9 @@
 //! 4. [`basic`]: Basic authentication (401);
 //! 5. [`forward_auth`]: the authentication service's verdict.
 //!
+//! The rule's affinity is read here too (the [`Pin`] backend choice
+//! follows; see [`crate::upstream::affinity`]).
+//!
 //! What every answer of the exchange carries (HSTS, security headers, CORS
 //! headers, the host's error pages) is decided first ([`Decor`]), so that
 //! a refusal carries it too. A policy that cannot be evaluated refuses the
@@ -30,6 +33,7 @@ use super::{ConnInfo, ProxyBody};
 use crate::error::ProxyError;
 use crate::routing::Route;
 use crate::shared::Shared;
+use crate::upstream::Pin;
 
 /// A request the policies let through, with what it gains on its way.
 #[derive(Default)]
@@ -37,6 +41,8 @@ pub struct Admitted {
     /// Headers added to the request sent upstream (a forward-auth
     /// answer's `responseHeaders`).
     pub upstream_headers: Vec<(HeaderName, HeaderValue)>,
+    /// What the rule's affinity asks of backend choice.
+    pub pin: Option<Pin>,
 }
 
 /// What the policies decided.
@@ -143,10 +149,17 @@ pub async fn admit<B>(
         return Ok(Admission::Pass(Admitted::default()));
     };
     let p = &rule.policies;
-    if p.admits_all() {
-        return Ok(Admission::Pass(Admitted::default()));
-    }
     let client = ip::client_address(conn, req.headers(), &shared.config.trusted_proxies);
+    let pin = p
+        .affinity
+        .as_ref()
+        .and_then(|a| Pin::of(a, req.headers(), client));
+    if p.admits_all() {
+        return Ok(Admission::Pass(Admitted {
+            pin,
+            ..Admitted::default()
+        }));
+    }
     ip::check(p, client)?;
     if let Some(limit) = &p.rate_limit {
         rate::check(shared, limit, &route.frontend_host, client).await?;
@@ -159,7 +172,10 @@ pub async fn admit<B>(
     if let Some(auth) = &p.basic_auth {
         basic::check(auth, req.headers()).await?;
     }
-    let mut admitted = Admitted::default();
+    let mut admitted = Admitted {
+        pin,
+        ..Admitted::default()
+    };
     if let Some(auth) = &p.forward_auth {
         admitted.upstream_headers = forward_auth::check(shared, conn, auth, req, client).await?;
     }
