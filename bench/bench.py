@@ -40,6 +40,9 @@ HOST = "bench.local"
 # served by a plain list with as many labels (so as many candidates read).
 DOC_HOST = "doc.bench.local"
 LIST_HOST = "list.bench.local"
+# A host whose document has an allow-list, a fleet-wide rate limit and CORS
+# (test_policies).
+POLICY_HOST = "policy.bench.local"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BODY_A = "hipache-bench backend-a " + "a" * 75 + "\n"   # 100 bytes
 BODY_B = "hipache-bench backend-b " + "b" * 75 + "\n"   # 100 bytes
@@ -355,9 +358,11 @@ backend be
 
     # ------------------------------------------------------------ runners
 
-    def wrk(self, target, duration, conn_close=False, path="/", hosts=None, host=HOST):
+    def wrk(self, target, duration, conn_close=False, path="/", hosts=None, host=HOST, origin=None):
         cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{CONNS}", f"-d{duration}s", "--timeout", "5s",
                "-s", self.a.lua, "-H", f"Host: {host}"]
+        if origin:
+            cmd += ["-H", f"Origin: {origin}"]
         if conn_close:
             cmd += ["-H", "Connection: close"]
         cmd.append(f"http://127.0.0.1:{self.ports[target]}{path}")
@@ -550,6 +555,7 @@ backend be
 
     def test_document(self):
         self.redis_cli("SET", f"routes:{DOC_HOST}", json.dumps(self.route_document()))
+        self.redis_cli("DEL", f"frontend:{LIST_HOST}")
         self.redis_cli("RPUSH", f"frontend:{LIST_HOST}", "bench", f"http://127.0.0.1:{self.ports['direct']}")
         for t in HIPACHES:
             status, body = self.get(self.ports[t], host=DOC_HOST, path="/app/page")
@@ -560,6 +566,37 @@ backend be
             for t in HIPACHES:
                 self.add("doc-list", t, self.wrk(t, self.dur, host=LIST_HOST))
                 self.add("doc-20", t, self.wrk(t, self.dur, path="/app/page", host=DOC_HOST))
+
+    def test_policies(self):
+        """The plain list against a one-rule document with an IP
+        allow-list, a rate limit (high enough never to refuse: what is
+        measured is its cost, a Redis round trip per request) and CORS; the
+        requests carry an Origin, so the CORS headers are written."""
+        url = f"http://127.0.0.1:{self.ports['direct']}"
+        doc = {"version": 1, "id": "bench-policies",
+               "policies": {"ipAllowList": ["127.0.0.0/8", "10.0.0.0/8"],
+                            "rateLimit": {"requests": 1000000, "period": "1s", "burst": 1000000, "key": "client"},
+                            "cors": {"allowOrigins": ["https://*.bench.local"], "allowCredentials": True}},
+               "rules": [{"backends": [{"url": url}]}]}
+        self.redis_cli("SET", f"routes:{POLICY_HOST}", json.dumps(doc))
+        self.redis_cli("DEL", f"frontend:{LIST_HOST}")
+        self.redis_cli("RPUSH", f"frontend:{LIST_HOST}", "bench", url)
+        for t in HIPACHES:
+            status, body = self.get(self.ports[t], host=POLICY_HOST)
+            if status != 200 or b"backend-a" not in body:
+                raise RuntimeError(f"{t}: policy host answered {status} {body[:200]!r}")
+        redis = [self.procs["redis"].pid]
+        for i in range(self.rounds):
+            log(f"plain list vs allow-list + rate limit + CORS, round {i + 1}/{self.rounds}")
+            for t in HIPACHES:
+                t0 = self.ticks(redis)
+                r = self.wrk(t, self.dur, host=LIST_HOST)
+                r["redis_us_per_req"] = (self.ticks(redis) - t0) / CLK_TCK * 1e6 / max(1, r["requests"])
+                self.add("pol-list", t, r)
+                t0 = self.ticks(redis)
+                r = self.wrk(t, self.dur, host=POLICY_HOST, origin="https://app.bench.local")
+                r["redis_us_per_req"] = (self.ticks(redis) - t0) / CLK_TCK * 1e6 / max(1, r["requests"])
+                self.add("pol-policies", t, r)
 
     def test_fresh(self):
         for t in HIPACHES:
@@ -689,6 +726,25 @@ backend be
                          f"{fmt(self.med('doc-list', t, 'cpu_us_per_req'), 2)} | "
                          f"{fmt(self.med('doc-20', t, 'cpu_us_per_req'), 2)} |")
             L.append("")
+        if "pol-policies" in self.results:
+            L.append("## Access policies vs a plain list (keep-alive, same run)")
+            L.append("")
+            L.append("One rule with an IP allow-list, a fleet-wide rate limit keyed by client (never reached: "
+                     "its cost is measured) and CORS, requests with an `Origin`; against the plain list on "
+                     f"{LIST_HOST}. redis-server CPU per request is counted apart: the rate limit's share of it "
+                     "is the difference.")
+            L.append("")
+            L.append("| target | list req/s | policies req/s | ratio | list CPU µs/req | policies CPU µs/req | "
+                     "redis-server µs/req, list | redis-server µs/req, policies |")
+            L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+            for t in HIPACHES:
+                a1, a2 = self.med("pol-list", t, "rps"), self.med("pol-policies", t, "rps")
+                L.append(f"| {t} | {fmt(a1)}{pm('pol-list', t)} | {fmt(a2)}{pm('pol-policies', t)} | {ratio(a2, a1)} | "
+                         f"{fmt(self.med('pol-list', t, 'cpu_us_per_req'), 2)} | "
+                         f"{fmt(self.med('pol-policies', t, 'cpu_us_per_req'), 2)} | "
+                         f"{fmt(self.med('pol-list', t, 'redis_us_per_req'), 2)} | "
+                         f"{fmt(self.med('pol-policies', t, 'redis_us_per_req'), 2)} |")
+            L.append("")
         if "fresh" in self.extra:
             L.append("## Freshness: Redis write (LSET to a new backend) to the first answer from it, µs")
             L.append("")
@@ -739,6 +795,11 @@ backend be
             if a1 and a2:
                 out.append((f"{t} route document of 20 rules within 10% of a plain list", f"{a2 / a1:.2f}x",
                             a2 / a1 >= 0.9))
+        for t in HIPACHES:
+            a1, a2 = self.med("pol-list", t, "rps"), self.med("pol-policies", t, "rps")
+            if a1 and a2:
+                out.append((f"{t} allow-list + rate limit + CORS within 15% of a plain list", f"{a2 / a1:.2f}x",
+                            a2 / a1 >= 0.85))
         f = self.extra.get("fresh", {})
         if "hipache-tracking" in f:
             v = f["hipache-tracking"]
@@ -832,7 +893,7 @@ def main():
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration", type=int)
     ap.add_argument("--only", default="", help="comma-separated tests (debugging): "
-                    "keepalive,close,rate,idle,big,frontends,document,fresh")
+                    "keepalive,close,rate,idle,big,frontends,document,policies,fresh")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     b = Bench(a)
@@ -860,6 +921,8 @@ def main():
             b.test_frontends()
         if want("document"):
             b.test_document()
+        if want("policies"):
+            b.test_policies()
         if want("fresh"):
             b.test_fresh()
     finally:
