@@ -9,15 +9,17 @@
   expressions that do not compile, backendRequest past request, repeated
   header names, Host and hop-by-hop headers, protocols this proxy does not
   serve, URLs and host names that do not parse, unclean paths, a mirror
-  fraction above 1, integers written as 1.0, a document over 4 MiB), and
-  the command refuses it;
+  fraction above 1, integers written as 1.0, a document over 4 MiB, IP
+  networks that do not parse, password entries that are not hashes, a rate
+  limit period out of range), and the command refuses it;
 - multi_error.json: the command lists every error, not only the first.
 
 The command's contract: `hipache routes check FILE|-` exits 0 when the
 document is valid (printing nothing or one line); 1 when it is not, with
 one error a line on stderr, `<JSON pointer>: <message>` (the whole
 document: an empty pointer or `/`); 2 when the file cannot be read, with
-a message naming it. The document in docs/routes.md is valid/docs_example.json."""
+a message naming it. The document in docs/routes.md is valid/docs_example.json,
+the one in docs/policies.md valid/policies_docs_example.json."""
 
 from __future__ import annotations
 
@@ -98,8 +100,59 @@ INVALID = {
     "retry_backoff_decimal": "/rules/0/retry/backoff",
     "max_body_size_negative": "/rules/0/maxBodySize",
     "protocol_unknown": "/rules/0/protocol",
-    "policies_ip_allow_list": "/rules/0/policies",
     "policies_not_object": "/rules/0/policies",
+    # Access policies (docs/policies.md), at the top level and in a rule.
+    "host_policies_not_object": "/policies",
+    "host_policies_unknown_kind": "/policies",
+    "policies_unknown_kind": "/rules/0/policies",
+    "ip_allow_list_not_array": "/rules/0/policies/ipAllowList",
+    "ip_allow_list_not_string": "/rules/0/policies/ipAllowList/0",
+    "ip_deny_list_hostname": "/rules/0/policies/ipDenyList/1",
+    "ip_deny_list_with_space": "/rules/0/policies/ipDenyList/0",
+    "basic_auth_without_users": "/rules/0/policies/basicAuth",
+    "basic_auth_unknown_field": "/rules/0/policies/basicAuth",
+    "basic_auth_users_not_array": "/rules/0/policies/basicAuth/users",
+    "basic_auth_realm_quote": "/rules/0/policies/basicAuth/realm",
+    "forward_auth_without_url": "/rules/0/policies/forwardAuth",
+    "forward_auth_method_not_token": "/rules/0/policies/forwardAuth/method",
+    "forward_auth_header_not_token": "/rules/0/policies/forwardAuth/requestHeaders/0",
+    "forward_auth_sign_in_relative": "/rules/0/policies/forwardAuth/signIn",
+    "forward_auth_timeout_in_words": "/rules/0/policies/forwardAuth/timeout",
+    "rate_limit_without_requests": "/rules/0/policies/rateLimit",
+    "rate_limit_requests_0": "/rules/0/policies/rateLimit/requests",
+    "rate_limit_requests_too_large": "/rules/0/policies/rateLimit/requests",
+    "rate_limit_burst_negative": "/rules/0/policies/rateLimit/burst",
+    "rate_limit_period_decimal": "/rules/0/policies/rateLimit/period",
+    "rate_limit_key_unknown": "/rules/0/policies/rateLimit/key",
+    "rate_limit_on_redis_down_unknown": "/rules/0/policies/rateLimit/onRedisDown",
+    "affinity_empty": "/rules/0/policies/affinity",
+    "affinity_two_kinds": "/rules/0/policies/affinity",
+    "affinity_client_address_false": "/rules/0/policies/affinity/clientAddress",
+    "affinity_header_not_token": "/rules/0/policies/affinity/header",
+    "affinity_cookie_name_not_token": "/rules/0/policies/affinity/cookie/name",
+    "affinity_cookie_path_relative": "/rules/0/policies/affinity/cookie/path",
+    "affinity_cookie_path_semicolon": "/rules/0/policies/affinity/cookie/path",
+    "affinity_cookie_same_site_lowercase": "/rules/0/policies/affinity/cookie/sameSite",
+    "affinity_cookie_same_site_none_without_secure": "/rules/0/policies/affinity/cookie",
+    "affinity_cookie_same_site_none_not_secure": "/rules/0/policies/affinity/cookie",
+    "affinity_cookie_secure_string": "/rules/0/policies/affinity/cookie/secure",
+    "cors_without_allow_origins": "/rules/0/policies/cors",
+    "cors_origin_without_scheme": "/rules/0/policies/cors/allowOrigins/0",
+    "cors_origin_with_path": "/rules/0/policies/cors/allowOrigins/0",
+    "cors_origin_bare_wildcard": "/rules/0/policies/cors/allowOrigins/0",
+    "cors_method_not_token": "/rules/0/policies/cors/allowMethods/0",
+    "cors_credentials_string": "/rules/0/policies/cors/allowCredentials",
+    "cors_max_age_over_a_year": "/rules/0/policies/cors/maxAge",
+    "hsts_without_max_age": "/rules/0/policies/hsts",
+    "hsts_max_age_too_large": "/rules/0/policies/hsts/maxAge",
+    "hsts_field_case_typo": "/rules/0/policies/hsts",
+    "security_headers_not_array": "/rules/0/policies/securityHeaders",
+    "security_header_without_value": "/rules/0/policies/securityHeaders/0",
+    "security_header_value_newline": "/rules/0/policies/securityHeaders/0/value",
+    "error_pages_not_object": "/rules/0/policies/errorPages",
+    "error_page_status_200": "/rules/0/policies/errorPages",
+    "error_page_status_600": "/rules/0/policies/errorPages",
+    "error_page_not_string": "/rules/0/policies/errorPages/503",
 }
 
 # cli_only/: valid for the schema; the one place the command finds wrong.
@@ -125,6 +178,24 @@ CLI_ONLY = {
     "protocol_grpc": "/rules/0/protocol",
     "backend_url_ftp": "/rules/0/backends/0",
     "mirror_url_without_scheme": "/rules/0/filters/0",
+    # Policies: networks that do not parse, password entries that are not
+    # hashes (the schema leaves them alone: a validator would quote a
+    # password written by mistake), URLs, a period out of range, headers
+    # the proxy owns or repeated.
+    "ip_allow_list_prefix_33": "/rules/0/policies/ipAllowList/0",
+    "ip_deny_list_octet_300": "/rules/0/policies/ipDenyList/1",
+    "ip_allow_list_ipv6_prefix_129": "/rules/0/policies/ipAllowList/0",
+    "host_ip_deny_list_prefix_33": "/policies/ipDenyList/0",
+    "basic_auth_plain_text_password": "/rules/0/policies/basicAuth/users/1",
+    "basic_auth_entry_without_user": "/rules/0/policies/basicAuth/users/0",
+    "forward_auth_url_without_scheme": "/rules/0/policies/forwardAuth/url",
+    "forward_auth_url_with_fragment": "/rules/0/policies/forwardAuth/url",
+    "rate_limit_period_0s": "/rules/0/policies/rateLimit/period",
+    "rate_limit_period_over_a_day": "/rules/0/policies/rateLimit/period",
+    "rate_limit_requests_written_as_float": "/rules/0/policies/rateLimit/requests",
+    "security_header_host": "/rules/0/policies/securityHeaders/0",
+    "security_header_transfer_encoding": "/rules/0/policies/securityHeaders/0",
+    "security_header_repeated": "/rules/0/policies/securityHeaders/1",
 }
 
 # multi_error.json: the rules with an error (rule 2 has none).
@@ -275,12 +346,15 @@ def test_corpus_is_complete():
     assert (CORPUS / "multi_error.json").is_file()
 
 
-def test_docs_example_is_in_the_corpus():
-    """The first JSON block of docs/routes.md is valid/docs_example.json."""
-    text = (ROOT / "docs" / "routes.md").read_text()
+@pytest.mark.parametrize("doc, example", [("routes.md", "docs_example.json"),
+                                          ("policies.md", "policies_docs_example.json")])
+def test_docs_example_is_in_the_corpus(doc, example):
+    """The first JSON block of docs/routes.md is valid/docs_example.json, and
+    that of docs/policies.md valid/policies_docs_example.json."""
+    text = (ROOT / "docs" / doc).read_text()
     block = re.search(r"^```json\n(.*?)^```$", text, re.S | re.M)
-    assert block, "no ```json block in docs/routes.md"
-    assert json.loads(block.group(1)) == load(CORPUS / "valid" / "docs_example.json")
+    assert block, f"no ```json block in docs/{doc}"
+    assert json.loads(block.group(1)) == load(CORPUS / "valid" / example)
 
 
 @pytest.mark.parametrize("path", corpus("valid"), ids=ids(corpus("valid")))
