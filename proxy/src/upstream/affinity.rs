@@ -35,8 +35,8 @@ pub enum Pin {
 
 impl Pin {
     /// The pin of a request under a rule's affinity; `None` when there is
-    /// nothing to pin by (no header to hash).
-    pub fn of(affinity: &Affinity, headers: &HeaderMap, client: IpAddr) -> Option<Pin> {
+    /// nothing to pin by (no header to hash, no known client address).
+    pub fn of(affinity: &Affinity, headers: &HeaderMap, client: Option<IpAddr>) -> Option<Pin> {
         match affinity {
             Affinity::Cookie(cookie) => Some(Pin::Cookie {
                 wanted: cookie_value(headers, &cookie.name),
@@ -47,7 +47,7 @@ impl Pin {
                     headers.get_all(name).iter().map(|v| v.as_bytes()).collect();
                 (!values.is_empty()).then(|| Pin::Hash(fnv(&values.concat())))
             }
-            Affinity::ClientAddress => Some(Pin::Hash(fnv(client.to_string().as_bytes()))),
+            Affinity::ClientAddress => client.map(|c| Pin::Hash(fnv(c.to_string().as_bytes()))),
         }
     }
 
@@ -110,7 +110,9 @@ pub fn backend_id(b: &BackendEntry) -> String {
 fn rendezvous_score(key: u64, b: &BackendEntry, weight: u32) -> f64 {
     // FNV-1a's high bits barely depend on the last bytes (URLs often
     // differ only there): a finaliser mixes them in (MurmurHash3's fmix64).
-    let h = fmix(fnv(&[key.to_le_bytes().as_slice(), b.url_text.as_bytes()].concat()));
+    let h = fmix(fnv(
+        &[key.to_le_bytes().as_slice(), b.url_text.as_bytes()].concat()
+    ));
     // Top 53 bits, shifted off zero: a uniform float in (0, 1).
     let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
     -(weight as f64) / u.ln()

@@ -14,30 +14,61 @@ use super::super::headers::X_FORWARDED_FOR;
 use super::super::ConnInfo;
 use super::Denial;
 
-/// The address policies judge a request by.
-pub fn client_address(conn: &ConnInfo, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+/// The address policies judge a request by; `None` when a trusted proxy
+/// reports an entry that is not an address (`unknown`, garbage): the
+/// client is then unknown, and policies that need its address refuse
+/// rather than judge the entry to its left, which the client wrote.
+pub fn client_address(conn: &ConnInfo, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
     let peer = conn.peer.ip().to_canonical();
     if !conn.trusted {
-        return peer;
+        return Some(peer);
     }
-    let forwarded = headers
+    let entries: Vec<&str> = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.to_str().unwrap_or("?"))
         .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-        .map(|a| a.to_canonical())
-        .collect::<Vec<_>>();
-    forwarded
-        .into_iter()
-        .rev()
-        .find(|a| !trusted.iter().any(|n| n.contains(a)))
-        .unwrap_or(peer)
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    if entries.is_empty() {
+        return Some(peer);
+    }
+    let mut leftmost = peer;
+    for entry in entries.into_iter().rev() {
+        let addr = parse_entry(entry)?;
+        if !trusted.iter().any(|n| n.contains(&addr)) {
+            return Some(addr);
+        }
+        leftmost = addr;
+    }
+    // Every hop is a trusted proxy: the first of them is the client.
+    Some(leftmost)
+}
+
+/// An `X-Forwarded-For` entry: an address, `v4:port` or `[v6]:port`.
+fn parse_entry(entry: &str) -> Option<IpAddr> {
+    if let Ok(a) = entry.parse::<IpAddr>() {
+        return Some(a.to_canonical());
+    }
+    if let Ok(sa) = entry.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip().to_canonical());
+    }
+    entry
+        .strip_prefix('[')
+        .and_then(|e| e.strip_suffix(']'))
+        .and_then(|e| e.parse::<IpAddr>().ok())
 }
 
 /// 403 unless the address is in the allow-list (when there is one) and
-/// not in the deny-list.
-pub fn check(p: &Policies, client: IpAddr) -> Result<(), Denial> {
+/// not in the deny-list. An unknown client passes neither list.
+pub fn check(p: &Policies, client: Option<IpAddr>) -> Result<(), Denial> {
+    if p.ip_allow.is_none() && p.ip_deny.is_none() {
+        return Ok(());
+    }
+    let Some(client) = client else {
+        return Err(Denial::new(StatusCode::FORBIDDEN, "client address unknown"));
+    };
     let inside = |nets: &[IpNet]| nets.iter().any(|n| n.contains(&client));
     if p.ip_allow.as_ref().is_some_and(|l| !inside(l)) {
         return Err(Denial::new(
@@ -98,8 +129,9 @@ mod tests {
             ip_deny: Some(Arc::new(vec!["10.1.0.0/16".parse().expect("net")])),
             ..Policies::default()
         };
-        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let ip = |s: &str| Some(s.parse::<IpAddr>().expect("ip"));
         assert!(check(&p, ip("10.2.3.4")).is_ok());
+        assert!(check(&p, None).is_err(), "an unknown client is not allowed");
         assert!(check(&p, ip("2001:db8::1")).is_ok());
         assert_eq!(
             check(&p, ip("10.1.3.4")).map_err(|d| d.status),

@@ -23,6 +23,7 @@ pub mod forward_auth;
 pub mod ip;
 pub mod rate;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use hipache_schema::routes::policies::{ErrorPages, Policies};
@@ -102,9 +103,11 @@ impl Decor {
                 .filter(|_| tls)
                 .and_then(|h| HeaderValue::from_str(&h.header_value()).ok()),
             security: policies.security_headers.clone(),
+            // A preflight's answer carries its own (see `cors::preflight`).
             cors: policies
                 .cors
                 .as_ref()
+                .filter(|_| !headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD))
                 .map(|c| cors::response_headers(c, headers))
                 .unwrap_or_default(),
             pages: policies.error_pages.clone(),
@@ -154,6 +157,9 @@ pub async fn admit<B>(
         .affinity
         .as_ref()
         .and_then(|a| Pin::of(a, req.headers(), client));
+    // A client whose address a trusted proxy did not give shares one
+    // rate-limit bucket with every other such client.
+    let known = client.unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
     if p.admits_all() {
         return Ok(Admission::Pass(Admitted {
             pin,
@@ -162,7 +168,7 @@ pub async fn admit<B>(
     }
     ip::check(p, client)?;
     if let Some(limit) = &p.rate_limit {
-        rate::check(shared, limit, &route.frontend_host, client).await?;
+        rate::check(shared, limit, &route.frontend_host, known).await?;
     }
     if let Some(c) = &p.cors {
         if let Some(answer) = cors::preflight(c, req) {
@@ -177,7 +183,7 @@ pub async fn admit<B>(
         ..Admitted::default()
     };
     if let Some(auth) = &p.forward_auth {
-        admitted.upstream_headers = forward_auth::check(shared, conn, auth, req, client).await?;
+        admitted.upstream_headers = forward_auth::check(shared, conn, auth, req, known).await?;
     }
     Ok(Admission::Pass(admitted))
 }

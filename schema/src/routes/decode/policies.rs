@@ -485,7 +485,11 @@ impl Ctx {
         let mut ok = true;
         for (k, v) in m {
             let at = at.key(k);
-            let status = k.parse::<u16>().ok().filter(|s| (400..=599).contains(s));
+            let digits = k.len() == 3 && k.bytes().all(|b| b.is_ascii_digit());
+            let status = digits
+                .then(|| k.parse::<u16>().ok())
+                .flatten()
+                .filter(|s| (400..=599).contains(s));
             let page = self.string(&at, v);
             match (status, page) {
                 (Some(s), Some(p)) if p.len() <= 256 << 10 => out.push((s, Arc::from(p))),
