@@ -22,6 +22,8 @@
 //!   db, RESP3 tracking), the one reconnect backoff, kept-up links and
 //!   subscriptions, the Redis timeouts.
 //! - [`upstream`]: backend choice and the backend connection pool.
+//! - [`ratelimit`]: fleet-wide rate limits: GCRA buckets in Redis (a Lua
+//!   script on Redis's clock), the in-process fallback.
 //! - [`forward`]: one request, as named steps: route, attempt (backend
 //!   choice, retries, dead marks), respond (debug headers, tunnels); the
 //!   headers a backend is told, upgrades (WebSocket).
@@ -53,6 +55,7 @@ mod error;
 mod forward;
 #[cfg(test)]
 mod fuzz;
+mod ratelimit;
 mod redis_conn;
 mod routing;
 mod server;

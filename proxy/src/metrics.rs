@@ -46,6 +46,9 @@ pub mod names {
     pub const STALENESS: &str = "hipache_route_staleness_seconds";
     pub const DOCUMENT_ERRORS: &str = "hipache_route_document_errors_total";
     pub const MIRRORS: &str = "hipache_mirror_requests_total";
+    pub const RATE_LIMIT_DECISIONS: &str = "hipache_rate_limit_decisions_total";
+    pub const RATE_LIMIT_REDIS_DURATION: &str = "hipache_rate_limit_redis_duration_seconds";
+    pub const RATE_LIMIT_REDIS_ERRORS: &str = "hipache_rate_limit_redis_errors_total";
     pub const WORKER_RESTARTS: &str = "hipache_worker_restarts_total";
     pub const MEMORY_RECYCLES: &str = "hipache_memory_recycles_total";
     pub const BUILD_INFO: &str = "hipache_build_info";
@@ -79,6 +82,9 @@ pub mod names {
         STALENESS,
         DOCUMENT_ERRORS,
         MIRRORS,
+        RATE_LIMIT_DECISIONS,
+        RATE_LIMIT_REDIS_DURATION,
+        RATE_LIMIT_REDIS_ERRORS,
         WORKER_RESTARTS,
         MEMORY_RECYCLES,
         BUILD_INFO,
@@ -206,6 +212,9 @@ pub struct Metrics {
     pub staleness: IntGauge,
     pub document_errors: IntCounter,
     mirrors: IntCounterVec,
+    rate_limit_decisions: IntCounterVec,
+    pub rate_limit_redis_duration: Histogram,
+    pub rate_limit_redis_errors: IntCounter,
     pub worker_restarts: IntCounter,
     pub memory_recycles: IntCounter,
     frontend_requests: Option<IntCounterVec>,
@@ -257,6 +266,9 @@ impl Metrics {
             staleness: gauge(r, names::STALENESS, "Age in seconds of the oldest route served from memory during the current Redis outage; 0 when Redis is reachable."),
             document_errors: counter(r, names::DOCUMENT_ERRORS, "Route documents refused (they do not parse or validate), once per change of a document."),
             mirrors: counter_vec(r, names::MIRRORS, "Mirrored request copies by outcome: answered, failed, or abandoned (the mirror could not keep up with the body).", &["outcome"]),
+            rate_limit_decisions: counter_vec(r, names::RATE_LIMIT_DECISIONS, "Rate-limited requests by who decided and what: redis_allowed, redis_limited, local_allowed, local_limited (the process's own limiter), down_allowed, down_refused (Redis gave no decision: onRedisDown allow or deny).", &["decision"]),
+            rate_limit_redis_duration: histogram(r, names::RATE_LIMIT_REDIS_DURATION, "Round-trip time of a rate-limit decision in Redis (EVALSHA), failed and timed-out ones included.", REDIS_BUCKETS),
+            rate_limit_redis_errors: counter(r, names::RATE_LIMIT_REDIS_ERRORS, "Rate-limit decisions Redis did not give while connected: an error reply or no answer within the bound."),
             worker_restarts: counter(r, names::WORKER_RESTARTS, "Worker processes restarted by the master."),
             memory_recycles: counter(r, names::MEMORY_RECYCLES, "Workers recycled for exceeding the memory limit."),
             frontend_requests,
@@ -306,6 +318,9 @@ impl Metrics {
         }
         for outcome in MIRROR_OUTCOMES {
             let _ = self.mirrors.with_label_values(&[outcome]);
+        }
+        for decision in crate::ratelimit::DECISIONS {
+            let _ = self.rate_limit_decisions.with_label_values(&[decision]);
         }
     }
 
@@ -387,6 +402,13 @@ impl Metrics {
     /// One mirrored copy's outcome (one of [`MIRROR_OUTCOMES`]).
     pub fn mirror(&self, outcome: &'static str) {
         self.mirrors.with_label_values(&[outcome]).inc();
+    }
+
+    /// One rate-limit decision (a value of the `decision` label).
+    pub fn rate_limit(&self, decision: &'static str) {
+        self.rate_limit_decisions
+            .with_label_values(&[decision])
+            .inc();
     }
 }
 

@@ -7,6 +7,7 @@ use crate::accesslog::AccessLog;
 use crate::config::Config;
 use crate::error::{ErrorPages, StartError};
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
 use crate::routing::RouteStore;
 use crate::tls;
 use crate::upstream::{Pool, PoolConfig};
@@ -19,6 +20,9 @@ pub(crate) struct Shared {
     pub(crate) pool: Arc<Pool>,
     pub(crate) pages: Arc<ErrorPages>,
     pub(crate) access_log: Option<AccessLog>,
+    /// Rate-limit policies' buckets: in Redis's write server (on their own
+    /// link), or local with a routes file.
+    pub(crate) rate_limits: RateLimiter,
     /// Set to `true` when the drain timeout ends: every open tunnel sends
     /// its close frames and ends. Each tunnel holds a receiver, so the
     /// receiver count is the number of open tunnels (see
@@ -56,6 +60,13 @@ impl Shared {
             tls: backend_tls,
         }));
         let pages = ErrorPages::new(config.static_dir.clone());
+        let rate_limits =
+            RateLimiter::start(&config, metrics.clone()).map_err(StartError::Routes)?;
+        // Up before the first request when Redis is (a few milliseconds),
+        // so that no limit is decided locally for want of a connection.
+        rate_limits
+            .wait_connected(crate::redis_conn::timeouts::CONNECT_TIMEOUT)
+            .await;
         Ok(Self {
             config,
             metrics,
@@ -63,6 +74,7 @@ impl Shared {
             pool,
             pages,
             access_log,
+            rate_limits,
             tunnel_close: tokio::sync::watch::channel(false).0,
         })
     }

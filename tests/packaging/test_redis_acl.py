@@ -287,7 +287,12 @@ def glob_escape(s: str) -> str:
 
 
 def keys_of(prefix: str) -> dict[str, str]:
-    return {"frontend": f"{prefix}frontend:", "dead": f"{prefix}dead:", "tls": f"{prefix}tls:"}
+    return {"frontend": f"{prefix}frontend:", "dead": f"{prefix}dead:", "tls": f"{prefix}tls:",
+            "routes": f"{prefix}routes:", "ratelimit": f"{prefix}ratelimit:"}
+
+
+# The proxy's rate-limit script (run with EVALSHA; SCRIPT LOAD on NOSCRIPT).
+RATE_SCRIPT = (ROOT / "proxy/src/ratelimit/gcra.lua").read_text()
 
 
 RENDERS = {
@@ -360,6 +365,23 @@ def test_proxy_user_reads_routes_and_writes_dead_marks_only(case, redis_for):
             assert p.call(*cmd) == "QUEUED"
         assert p.call("EXEC") == [1, 1, 0]
         assert p.call("PUBLISH", "dead", "a.example.com;http://x;1;2") == 0
+        # A rate-limit decision, as the proxy asks for it: the script runs
+        # on a `ratelimit:` key and may call TIME, GET and SET there.
+        bucket = k["ratelimit"] + "www.example.com:host:all"
+        sha = p.call("SCRIPT", "LOAD", RATE_SCRIPT)
+        assert p.call("EVALSHA", sha, 1, bucket, 1000000, 0) == [1, 0]
+        allowed, wait = p.call("EVALSHA", sha, 1, bucket, 1000000, 0)
+        assert allowed == 0 and 0 < wait <= 1000000
+        with r.admin() as a:
+            assert 0 < a.call("PTTL", bucket) <= 2000
+        # Not on any other key, and nothing but the script's commands there.
+        assert refused(p.call("EVALSHA", sha, 1, k["dead"] + "www.example.com", 1000000, 0))
+        assert refused(p.call("EVALSHA", sha, 1, k["frontend"] + "www.example.com", 1000000, 0))
+        for cmd in (("SET", k["dead"] + "x", 1), ("SET", k["frontend"] + "x", 1), ("SET", "hchecker_ping", 3),
+                    ("DEL", bucket), ("KEYS", k["ratelimit"] + "*"), ("SCRIPT", "EXISTS", sha)):
+            assert refused(p.call(*cmd)), f"proxy may run {cmd}"
+        if prefix:
+            assert refused(p.call("EVALSHA", sha, 1, "ratelimit:www.example.com:host:all", 1000000, 0))
         if prefix:
             assert refused(p.call("LRANGE", "frontend:www.example.com", 0, -1))
         if prefix == GLOB_PREFIX:
@@ -745,6 +767,20 @@ def test_proxy_binary_serves_routes_as_the_proxy_user(prefix, redis_for, process
             a.call("PUBLISH", "tls", "late.example.com")
         until("the published certificate", lambda: served_certificate(proxy.https, "late.example.com")
               == ssl.PEM_cert_to_DER_cert(cert2), deadline=10, logs=logs)
+        # A fleet-wide rate limit: the bucket is kept in Redis by the proxy's
+        # script (EVALSHA; SCRIPT LOAD with it once the cache is flushed).
+        limited = "limited.example.com"
+        bucket = k["ratelimit"] + f"{limited}:host:all"
+        doc = {"id": "limited", "rules": [{"backends": [{"url": one_.url}]}],
+               "policies": {"rateLimit": {"requests": 1, "period": "1m", "key": "all", "onRedisDown": "deny"}}}
+        with r.admin() as a:
+            a.call("SET", k["routes"] + limited, json.dumps(doc))
+            until("the rate-limited host", lambda: http_get(proxy.http, limited)[0] == 200, logs=logs)
+            assert http_get(proxy.http, limited)[0] == 429
+            assert a.call("EXISTS", bucket) == 1
+            a.call("SCRIPT", "FLUSH")
+            a.call("DEL", bucket)
+            assert [http_get(proxy.http, limited)[0] for _ in range(2)] == [200, 429]
         assert_nothing_refused(r, logs)
     finally:
         one_.stop()
@@ -990,7 +1026,7 @@ def test_syncer_and_proxy_binaries_work_as_their_users(prefix, redis_for, proces
 
 SOURCES = {
     "proxy": ["proxy/src/routing/redis.rs", "proxy/src/routing/reader.rs", "proxy/src/routing/deadmark.rs",
-              "proxy/src/tls/redis.rs"],
+              "proxy/src/tls/redis.rs", "proxy/src/ratelimit/redis.rs", "proxy/src/ratelimit/gcra.lua"],
     "syncer": ["syncer/src/store.rs", "syncer/src/health.rs"],
 }
 # redis-rs typed methods (and `.atomic()`) in those files, by command
@@ -1006,12 +1042,15 @@ METHODS = {
 
 def sent_commands(role: str) -> set[str]:
     """Commands the role's Redis code names: `cmd("X")`, typed methods of
-    redis-rs, and GET/SET on a connection."""
+    redis-rs, GET/SET on a connection, and `redis.call('X')` in a Lua
+    script."""
     found = set()
     for rel in SOURCES[role]:
         text = (ROOT / rel).read_text()
         text = re.sub(r"(?s)#\[cfg\(test\)\].*", "", text)
         for m in re.finditer(r'\bcmd\("([A-Za-z]+)"\)', text):
+            found.add(m.group(1).lower())
+        for m in re.finditer(r"\bredis\.call\('([A-Za-z]+)'", text):
             found.add(m.group(1).lower())
         for m in re.finditer(r"\.([a-z_]+)\s*(?:::<[^()]*?>)?\(", text):
             if m.group(1) in METHODS:
@@ -1022,7 +1061,8 @@ def sent_commands(role: str) -> set[str]:
 
 
 def allowed_commands(rules: str) -> set[str]:
-    return {t[1:].lower() for t in rules.split() if t.startswith("+") and not t.startswith("+@")}
+    tokens = (t.strip("()") for t in rules.split())
+    return {t[1:].lower() for t in tokens if t.startswith("+") and not t.startswith("+@")}
 
 
 @pytest.mark.parametrize("role", list(SOURCES))

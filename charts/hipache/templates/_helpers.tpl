@@ -152,8 +152,8 @@ Redis ACL rules (docs/security.md, "Redis users"), without the user name
 and the password. Key patterns carry `redis.keyPrefix` made literal for a
 glob; the `dead` and `tls` channels and `hchecker_ping` are never prefixed.
 Every command a binary sends is listed: the code is the reference
-(proxy/src/routing, proxy/src/tls/redis.rs, syncer/src/store.rs,
-syncer/src/health.rs); tests/packaging/test_redis_acl.py runs them against a
+(proxy/src/routing, proxy/src/tls/redis.rs, proxy/src/ratelimit,
+syncer/src/store.rs, syncer/src/health.rs); tests/packaging/test_redis_acl.py runs them against a
 real Redis. AUTH and HELLO are always allowed by Redis.
 */}}
 {{- define "hipache.aclPrefix" -}}
@@ -163,10 +163,13 @@ real Redis. AUTH and HELLO are always allowed by Redis.
 {{/* The proxy: reads routes (lists and route documents), dead marks,
 certificates and the health checker's ping; writes dead marks (SADD +
 EXPIRE + PUBLISH in MULTI); subscribes to `tls`; client tracking in
-`routeCache: tracking`. */}}
+`routeCache: tracking`. Rate limits (proxy/src/ratelimit): the GCRA script
+run with EVALSHA (SCRIPT LOAD when Redis does not know it), which calls
+TIME, GET and SET; a selector, `( … )`, keeps those to `ratelimit:` keys
+(SET nowhere else, no script on another key). */}}
 {{- define "hipache.acl.proxy" -}}
 {{- $p := include "hipache.aclPrefix" . -}}
-reset on -@all +ping +select +client|setinfo +client|tracking +lrange +smembers +get +mget +hmget +scan +multi +exec +sadd +expire +publish +subscribe +unsubscribe {{ printf "%%R~%sfrontend:*" $p }} {{ printf "%%R~%sroutes:*" $p }} {{ printf "~%sdead:*" $p }} {{ printf "%%R~%stls:*" $p }} %R~hchecker_ping resetchannels &dead &tls
+reset on -@all +ping +select +client|setinfo +client|tracking +lrange +smembers +get +mget +hmget +scan +multi +exec +sadd +expire +publish +subscribe +unsubscribe {{ printf "%%R~%sfrontend:*" $p }} {{ printf "%%R~%sroutes:*" $p }} {{ printf "~%sdead:*" $p }} {{ printf "%%R~%stls:*" $p }} %R~hchecker_ping resetchannels &dead &tls {{ printf "(~%sratelimit:* +evalsha +script|load +time +get +set)" $p }}
 {{- end -}}
 
 {{/* The syncer: owned frontends and certificates (WATCH, read, MULTI …

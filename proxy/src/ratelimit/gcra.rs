@@ -36,6 +36,7 @@ impl Params {
 
     /// How long a bucket may live after its last request: once `now` has
     /// passed its TAT it is full again, and forgetting it changes nothing.
+    #[cfg(test)]
     pub fn horizon_us(&self) -> u64 {
         self.tolerance_us.saturating_add(self.interval_us)
     }

@@ -23,18 +23,23 @@ pub const CAPACITY: usize = 65_536;
 const SHARDS: usize = 16;
 const PER_SHARD: usize = CAPACITY / SHARDS;
 
-/// A bucket: its TAT and when it may be forgotten (µs on [`Local`]'s clock).
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tat: u64,
-    forget_at: u64,
-}
-
 pub struct Local {
     epoch: Instant,
     hasher: RandomState,
-    shards: Box<[Mutex<HashMap<String, Bucket>>]>,
+    shards: Box<[Mutex<Shard>]>,
 }
+
+/// Buckets (TATs in µs on [`Local`]'s clock) of one shard.
+#[derive(Default)]
+struct Shard {
+    map: HashMap<String, u64>,
+    /// When a full shard was last swept: at most one sweep per
+    /// [`SWEEP_EVERY_US`], so a flood of new keys does not scan the shard
+    /// on every request.
+    swept_at: Option<u64>,
+}
+
+const SWEEP_EVERY_US: u64 = 1_000;
 
 impl Default for Local {
     fn default() -> Self {
@@ -47,7 +52,7 @@ impl Local {
         Local {
             epoch: Instant::now(),
             hasher: RandomState::new(),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
     }
 
@@ -62,26 +67,21 @@ impl Local {
     }
 
     fn check_at(&self, key: &str, overflow: &str, params: Params, now: u64) -> Result<(), u64> {
-        let shard = &self.shards[self.shard(key)];
-        let mut map = shard.lock();
-        if let Some(b) = map.get_mut(key) {
-            return apply(b, params, now);
+        let mut shard = self.shards[self.shard(key)].lock();
+        if let Some(tat) = shard.map.get_mut(key) {
+            return apply(tat, params, now);
         }
-        if map.len() >= PER_SHARD {
-            map.retain(|_, b| b.forget_at > now);
+        if shard.map.len() >= PER_SHARD && shard.swept_at.is_none_or(|t| now >= t + SWEEP_EVERY_US)
+        {
+            // A bucket whose TAT has passed is full: forgetting it is free.
+            shard.map.retain(|_, tat| *tat > now);
+            shard.swept_at = Some(now);
         }
-        if map.len() < PER_SHARD {
-            let tat = params.decide(None, now).map_err(|wait| wait)?;
-            map.insert(
-                key.to_owned(),
-                Bucket {
-                    tat,
-                    forget_at: tat,
-                },
-            );
+        if shard.map.len() < PER_SHARD {
+            shard.map.insert(key.to_owned(), params.decide(None, now)?);
             return Ok(());
         }
-        drop(map);
+        drop(shard);
         self.overflow(overflow, params, now)
     }
 
@@ -89,7 +89,8 @@ impl Local {
     /// too: then the overflow bucket replaces an arbitrary live one, the
     /// only eviction there is).
     fn overflow(&self, overflow: &str, params: Params, now: u64) -> Result<(), u64> {
-        let mut map = self.shards[self.shard(overflow)].lock();
+        let mut shard = self.shards[self.shard(overflow)].lock();
+        let map = &mut shard.map;
         if let Some(b) = map.get_mut(overflow) {
             return apply(b, params, now);
         }
@@ -98,14 +99,7 @@ impl Local {
                 map.remove(&victim);
             }
         }
-        let tat = params.decide(None, now)?;
-        map.insert(
-            overflow.to_owned(),
-            Bucket {
-                tat,
-                forget_at: tat,
-            },
-        );
+        map.insert(overflow.to_owned(), params.decide(None, now)?);
         Ok(())
     }
 
@@ -114,15 +108,14 @@ impl Local {
     }
 
     /// Buckets held now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.shards.iter().map(|s| s.lock().map.len()).sum()
     }
 }
 
-fn apply(b: &mut Bucket, params: Params, now: u64) -> Result<(), u64> {
-    let tat = params.decide(Some(b.tat), now)?;
-    b.tat = tat;
-    b.forget_at = tat;
+fn apply(tat: &mut u64, params: Params, now: u64) -> Result<(), u64> {
+    *tat = params.decide(Some(*tat), now)?;
     Ok(())
 }
 
@@ -174,6 +167,9 @@ mod tests {
         assert!(allowed >= CAPACITY / 2, "{allowed} allowed");
         // Past their horizon the buckets are forgotten: new keys fit again.
         let later = now + p.horizon_us() + 1;
-        assert_eq!(local.check_at("h:host:new", "h:host:overflow", p, later), Ok(()));
+        assert_eq!(
+            local.check_at("h:host:new", "h:host:overflow", p, later),
+            Ok(())
+        );
     }
 }
