@@ -258,7 +258,7 @@ impl Ctx {
         });
         let scope = match name.as_ref().and_then(|n| n.as_deref()) {
             Some(n) => format!("rule:{n}"),
-            None => format!("rule:{index}"),
+            None => format!("rule:#{index}"),
         };
         let matches = self.matches(at, m);
         let start = backends.len();

@@ -134,7 +134,8 @@ pub struct RateLimit {
     /// One bucket per client address, or one for everyone.
     pub key: RateKey,
     /// What the bucket is shared by: `host` (a host-wide policy: every
-    /// rule of the host) or `rule:<name or index>` (a rule's own).
+    /// rule of the host), `rule:<name>` (a named rule's own: rules of one
+    /// name share it) or `rule:#<index>` (an unnamed rule's own).
     pub scope: String,
     pub on_redis_down: OnRedisDown,
 }

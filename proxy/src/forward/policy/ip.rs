@@ -105,18 +105,27 @@ mod tests {
             "x-forwarded-for",
             "6.6.6.6, 203.0.113.9, 10.0.0.2".parse().expect("value"),
         );
+        let ip = |s: &str| Some(s.parse::<IpAddr>().expect("ip"));
         let behind = client_address(&conn("10.0.0.1", true), &h, &trusted);
-        assert_eq!(
-            behind,
-            "203.0.113.9".parse::<IpAddr>().expect("ip"),
-            "rightmost untrusted"
-        );
+        assert_eq!(behind, ip("203.0.113.9"), "rightmost untrusted");
         let direct = client_address(&conn("198.51.100.1", false), &h, &trusted);
         assert_eq!(
             direct,
-            "198.51.100.1".parse::<IpAddr>().expect("ip"),
+            ip("198.51.100.1"),
             "a client's own header is ignored"
         );
+        for (xff, want) in [
+            ("203.0.113.9, unknown", None),
+            ("203.0.113.9, 198.51.100.1:5555", ip("198.51.100.1")),
+            ("203.0.113.9, [2001:db8::1]:443", ip("2001:db8::1")),
+            ("203.0.113.9, garbage, 10.0.0.3", None),
+            ("10.0.0.3", ip("10.0.0.3")),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", xff.parse().expect("value"));
+            let got = client_address(&conn("10.0.0.1", true), &h, &trusted);
+            assert_eq!(got, want, "{xff}");
+        }
     }
 
     #[test]

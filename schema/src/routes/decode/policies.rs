@@ -571,7 +571,7 @@ mod tests {
         let rl = p.rate_limit.as_ref().expect("rate limit");
         assert_eq!(
             (rl.requests, rl.burst, rl.scope.as_str()),
-            (10, 5, "rule:0")
+            (10, 5, "rule:#0")
         );
         assert!(p.error_page(503).is_some() && p.error_page(502).is_none());
         assert_eq!(
@@ -597,7 +597,7 @@ mod tests {
             .iter()
             .map(|r| r.policies.rate_limit.as_ref().expect("limit").scope.clone())
             .collect();
-        assert_eq!(scopes, ["host", "rule:1", "host"]);
+        assert_eq!(scopes, ["host", "rule:#1", "host"]);
         assert_eq!(
             d.rules[0].policies.ip_allow.as_ref().map(|l| l.len()),
             Some(2)
