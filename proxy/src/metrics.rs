@@ -49,6 +49,7 @@ pub mod names {
     pub const RATE_LIMIT_DECISIONS: &str = "hipache_rate_limit_decisions_total";
     pub const RATE_LIMIT_REDIS_DURATION: &str = "hipache_rate_limit_redis_duration_seconds";
     pub const RATE_LIMIT_REDIS_ERRORS: &str = "hipache_rate_limit_redis_errors_total";
+    pub const FORWARD_AUTH: &str = "hipache_forward_auth_total";
     pub const WORKER_RESTARTS: &str = "hipache_worker_restarts_total";
     pub const MEMORY_RECYCLES: &str = "hipache_memory_recycles_total";
     pub const BUILD_INFO: &str = "hipache_build_info";
@@ -85,6 +86,7 @@ pub mod names {
         RATE_LIMIT_DECISIONS,
         RATE_LIMIT_REDIS_DURATION,
         RATE_LIMIT_REDIS_ERRORS,
+        FORWARD_AUTH,
         WORKER_RESTARTS,
         MEMORY_RECYCLES,
         BUILD_INFO,
@@ -215,6 +217,7 @@ pub struct Metrics {
     rate_limit_decisions: IntCounterVec,
     pub rate_limit_redis_duration: Histogram,
     pub rate_limit_redis_errors: IntCounter,
+    forward_auth: IntCounterVec,
     pub worker_restarts: IntCounter,
     pub memory_recycles: IntCounter,
     frontend_requests: Option<IntCounterVec>,
@@ -269,6 +272,7 @@ impl Metrics {
             rate_limit_decisions: counter_vec(r, names::RATE_LIMIT_DECISIONS, "Rate-limited requests by who decided and what: redis_allowed, redis_limited, local_allowed, local_limited (the process's own limiter), down_allowed, down_refused (Redis gave no decision: onRedisDown allow or deny).", &["decision"]),
             rate_limit_redis_duration: histogram(r, names::RATE_LIMIT_REDIS_DURATION, "Round-trip time of a rate-limit decision in Redis (EVALSHA), failed and timed-out ones included.", REDIS_BUCKETS),
             rate_limit_redis_errors: counter(r, names::RATE_LIMIT_REDIS_ERRORS, "Rate-limit decisions Redis did not give while connected: an error reply or no answer within the bound."),
+            forward_auth: counter_vec(r, names::FORWARD_AUTH, "Forward-authentication subrequests by outcome: allowed (2xx), denied (401 or 403), error (any other status: 500), unavailable (no answer in time or no connection: 503).", &["outcome"]),
             worker_restarts: counter(r, names::WORKER_RESTARTS, "Worker processes restarted by the master."),
             memory_recycles: counter(r, names::MEMORY_RECYCLES, "Workers recycled for exceeding the memory limit."),
             frontend_requests,
@@ -321,6 +325,9 @@ impl Metrics {
         }
         for decision in crate::ratelimit::DECISIONS {
             let _ = self.rate_limit_decisions.with_label_values(&[decision]);
+        }
+        for outcome in FORWARD_AUTH_OUTCOMES {
+            let _ = self.forward_auth.with_label_values(&[outcome]);
         }
     }
 
@@ -410,10 +417,19 @@ impl Metrics {
             .with_label_values(&[decision])
             .inc();
     }
+
+    /// One forward-authentication subrequest's outcome (one of
+    /// [`FORWARD_AUTH_OUTCOMES`]).
+    pub fn forward_auth(&self, outcome: &'static str) {
+        self.forward_auth.with_label_values(&[outcome]).inc();
+    }
 }
 
 /// Outcomes of a mirrored copy.
 pub const MIRROR_OUTCOMES: [&str; 3] = ["answered", "failed", "abandoned"];
+
+/// Outcomes of a forward-authentication subrequest.
+pub const FORWARD_AUTH_OUTCOMES: [&str; 4] = ["allowed", "denied", "error", "unavailable"];
 
 pub fn status_class(status: StatusCode) -> &'static str {
     STATUS_CLASSES[class_index(status)]
