@@ -50,6 +50,7 @@ pub mod names {
     pub const RATE_LIMIT_REDIS_DURATION: &str = "hipache_rate_limit_redis_duration_seconds";
     pub const RATE_LIMIT_REDIS_ERRORS: &str = "hipache_rate_limit_redis_errors_total";
     pub const FORWARD_AUTH: &str = "hipache_forward_auth_total";
+    pub const POLICY_REFUSALS: &str = "hipache_policy_refusals_total";
     pub const WORKER_RESTARTS: &str = "hipache_worker_restarts_total";
     pub const MEMORY_RECYCLES: &str = "hipache_memory_recycles_total";
     pub const BUILD_INFO: &str = "hipache_build_info";
@@ -87,6 +88,7 @@ pub mod names {
         RATE_LIMIT_REDIS_DURATION,
         RATE_LIMIT_REDIS_ERRORS,
         FORWARD_AUTH,
+        POLICY_REFUSALS,
         WORKER_RESTARTS,
         MEMORY_RECYCLES,
         BUILD_INFO,
@@ -218,6 +220,7 @@ pub struct Metrics {
     pub rate_limit_redis_duration: Histogram,
     pub rate_limit_redis_errors: IntCounter,
     forward_auth: IntCounterVec,
+    policy_refusals: IntCounterVec,
     pub worker_restarts: IntCounter,
     pub memory_recycles: IntCounter,
     frontend_requests: Option<IntCounterVec>,
@@ -273,6 +276,7 @@ impl Metrics {
             rate_limit_redis_duration: histogram(r, names::RATE_LIMIT_REDIS_DURATION, "Round-trip time of a rate-limit decision in Redis (EVALSHA), failed and timed-out ones included.", REDIS_BUCKETS),
             rate_limit_redis_errors: counter(r, names::RATE_LIMIT_REDIS_ERRORS, "Rate-limit decisions Redis did not give while connected: an error reply or no answer within the bound."),
             forward_auth: counter_vec(r, names::FORWARD_AUTH, "Forward-authentication subrequests by outcome: allowed (2xx), denied (401 or 403), error (any other status: 500), unavailable (no answer in time or no connection: 503).", &["outcome"]),
+            policy_refusals: counter_vec(r, names::POLICY_REFUSALS, "Requests refused by an access policy, by policy: ip_list (403), rate_limit (429, or 503 when Redis is down and the limit says deny), basic_auth (401), forward_auth (the service's 401/403 or sign-in redirect, 500, 503).", &["policy"]),
             worker_restarts: counter(r, names::WORKER_RESTARTS, "Worker processes restarted by the master."),
             memory_recycles: counter(r, names::MEMORY_RECYCLES, "Workers recycled for exceeding the memory limit."),
             frontend_requests,
@@ -325,6 +329,9 @@ impl Metrics {
         }
         for decision in crate::ratelimit::DECISIONS {
             let _ = self.rate_limit_decisions.with_label_values(&[decision]);
+        }
+        for policy in POLICY_KINDS {
+            let _ = self.policy_refusals.with_label_values(&[policy]);
         }
         for outcome in FORWARD_AUTH_OUTCOMES {
             let _ = self.forward_auth.with_label_values(&[outcome]);
@@ -423,6 +430,11 @@ impl Metrics {
     pub fn forward_auth(&self, outcome: &'static str) {
         self.forward_auth.with_label_values(&[outcome]).inc();
     }
+
+    /// A request refused by an access policy (one of [`POLICY_KINDS`]).
+    pub fn policy_refusal(&self, policy: &'static str) {
+        self.policy_refusals.with_label_values(&[policy]).inc();
+    }
 }
 
 /// Outcomes of a mirrored copy.
@@ -430,6 +442,9 @@ pub const MIRROR_OUTCOMES: [&str; 3] = ["answered", "failed", "abandoned"];
 
 /// Outcomes of a forward-authentication subrequest.
 pub const FORWARD_AUTH_OUTCOMES: [&str; 4] = ["allowed", "denied", "error", "unavailable"];
+
+/// The access policies that refuse requests, as `policy` label values.
+pub const POLICY_KINDS: [&str; 4] = ["ip_list", "rate_limit", "basic_auth", "forward_auth"];
 
 pub fn status_class(status: StatusCode) -> &'static str {
     STATUS_CLASSES[class_index(status)]

@@ -1310,3 +1310,45 @@ async fn a_hosts_error_pages_replace_the_global_ones_for_that_host_only() {
     assert_eq!(resp.status, StatusCode::BAD_GATEWAY, "{}", resp.served_by());
     assert_eq!(resp.text(), "global 502 page", "a plain list's 502");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_counted_by_policy() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::start_with_admin(&redis.url(), json!({})).await;
+    let backend = Backend::start("counted").await;
+    redis
+        .set_routes(
+            "counted.test",
+            &json!({
+                "id": "counted",
+                "rules": [
+                    {"matches": [{"path": {"value": "/ip"}}], "policies": {"ipAllowList": ["192.0.2.0/24"]}, "backends": [{"url": backend.url()}]},
+                    {"backends": [{"url": backend.url()}]}
+                ]
+            }),
+        )
+        .await;
+    let refused = || async {
+        hipache_tests::metrics::scrape(proxy.admin_addr())
+            .await
+            .value("hipache_policy_refusals_total", &[("policy", "ip_list")])
+    };
+    let before = refused().await;
+    for _ in 0..3 {
+        let r = Req::get("counted.test", "/ip")
+            .send(proxy.addr())
+            .await
+            .expect("answer");
+        assert_eq!(r.status, 403);
+    }
+    let r = Req::get("counted.test", "/")
+        .send(proxy.addr())
+        .await
+        .expect("answer");
+    assert_eq!(r.status, 200, "an open rule is not refused");
+    assert_eq!(
+        refused().await - before,
+        3.0,
+        "one count per refused request"
+    );
+}

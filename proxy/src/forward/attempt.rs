@@ -95,11 +95,15 @@ pub fn outbound(
         filters::request(rule, &mut parts);
     }
     let policy::Admitted {
+        upstream_cleared,
         upstream_headers,
         pin,
     } = admitted;
+    for name in &upstream_cleared {
+        parts.headers.remove(name);
+    }
     for (name, value) in upstream_headers {
-        parts.headers.insert(name, value);
+        parts.headers.append(name, value);
     }
     let empty = body.is_end_stream();
     let tee = rule

@@ -281,14 +281,16 @@ async fn drain(mut body: Incoming) -> bool {
 }
 
 /// The configured response headers of a 2xx answer, each in one value
-/// (several are joined with `, `); those the answer lacks are empty.
+/// (several are joined with `, `); those the answer lacks are left out
+/// (every configured name is removed from the request first: see
+/// [`super::Admitted::upstream_cleared`]).
 fn upstream_headers(auth: &ForwardAuth, answer: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
     auth.response_headers
         .iter()
-        .map(|name| {
+        .filter_map(|name| {
             let mut values = answer.get_all(name).iter();
             let value = match (values.next(), values.next()) {
-                (None, _) => HeaderValue::from_static(""),
+                (None, _) => return None,
                 (Some(v), None) => v.clone(),
                 (Some(first), Some(second)) => {
                     let mut joined = first.as_bytes().to_vec();
@@ -299,7 +301,7 @@ fn upstream_headers(auth: &ForwardAuth, answer: &HeaderMap) -> Vec<(HeaderName, 
                     HeaderValue::from_bytes(&joined).unwrap_or_else(|_| first.clone())
                 }
             };
-            (name.clone(), value)
+            Some((name.clone(), value))
         })
         .collect()
 }

@@ -39,8 +39,12 @@ use crate::upstream::Pin;
 /// A request the policies let through, with what it gains on its way.
 #[derive(Default)]
 pub struct Admitted {
-    /// Headers added to the request sent upstream (a forward-auth
-    /// answer's `responseHeaders`).
+    /// Headers removed from the request sent upstream, whatever the
+    /// client sent (a forward-auth policy's `responseHeaders`: only the
+    /// service may set them).
+    pub upstream_cleared: Vec<HeaderName>,
+    /// Headers added to the request sent upstream (the forward-auth
+    /// answer's values of those names).
     pub upstream_headers: Vec<(HeaderName, HeaderValue)>,
     /// What the rule's affinity asks of backend choice.
     pub pin: Option<Pin>,
@@ -166,9 +170,11 @@ pub async fn admit<B>(
             ..Admitted::default()
         }));
     }
-    ip::check(p, client)?;
+    ip::check(p, client).map_err(counted(shared, "ip_list"))?;
     if let Some(limit) = &p.rate_limit {
-        rate::check(shared, limit, &route.frontend_host, known).await?;
+        rate::check(shared, limit, &route.frontend_host, known)
+            .await
+            .map_err(counted(shared, "rate_limit"))?;
     }
     if let Some(c) = &p.cors {
         if let Some(answer) = cors::preflight(c, req) {
@@ -176,14 +182,27 @@ pub async fn admit<B>(
         }
     }
     if let Some(auth) = &p.basic_auth {
-        basic::check(auth, req.headers()).await?;
+        basic::check(auth, req.headers())
+            .await
+            .map_err(counted(shared, "basic_auth"))?;
     }
     let mut admitted = Admitted {
         pin,
         ..Admitted::default()
     };
     if let Some(auth) = &p.forward_auth {
-        admitted.upstream_headers = forward_auth::check(shared, conn, auth, req, known).await?;
+        admitted.upstream_headers = forward_auth::check(shared, conn, auth, req, known)
+            .await
+            .map_err(counted(shared, "forward_auth"))?;
+        admitted.upstream_cleared = auth.response_headers.clone();
     }
     Ok(Admission::Pass(admitted))
+}
+
+/// Passes an error through, counting it as a refusal by `policy`.
+fn counted<'a, E>(shared: &'a Shared, policy: &'static str) -> impl FnOnce(E) -> E + 'a {
+    move |e| {
+        shared.metrics.policy_refusal(policy);
+        e
+    }
 }
