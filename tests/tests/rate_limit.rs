@@ -456,7 +456,7 @@ async fn rules_with_their_own_limits_have_their_own_buckets() {
         ratelimit_keys(&redis).await,
         [
             format!("ratelimit:{host}:host:all"),
-            format!("ratelimit:{host}:rule:1:all"),
+            format!("ratelimit:{host}:rule:#1:all"),
             format!("ratelimit:{host}:rule:api:all"),
         ]
     );
