@@ -51,7 +51,7 @@ fn openssl_passwd(args: &[&str], password: &str) -> String {
         .args(args)
         .arg(password)
         .output()
-        .expect("run openssl passwd (openssl is part of the base image)");
+        .expect("run openssl passwd (scripts/test installs openssl)");
     assert!(out.status.success(), "openssl passwd {args:?} failed");
     String::from_utf8(out.stdout)
         .expect("utf-8")
