@@ -20,9 +20,11 @@
 pub mod backend;
 pub mod body;
 pub mod client;
+pub mod https;
 pub mod metrics;
 pub mod proxy;
 pub mod redis;
+pub mod routes;
 pub mod wait;
 pub mod ws;
 

@@ -5,17 +5,14 @@
 //! backends saw are checked against what the conformance suite expects.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hipache_tests::backend::{Backend, RecordedRequest};
 use hipache_tests::client::Req;
-use hipache_tests::proxy::{config_json, TestProxy};
+use hipache_tests::https::HttpsProxy;
 use hipache_tests::redis::RedisServer;
 use serde::Deserialize;
-use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use serde_json::Value;
 
 const TABLE: &str = include_str!("conformance/httproute.json");
 
@@ -110,46 +107,13 @@ fn with_urls(document: &Value, urls: &HashMap<String, String>) -> Value {
 }
 
 struct Rig {
-    _redis: RedisServer,
-    proxy: TestProxy,
-    tls_client: Arc<rustls::ClientConfig>,
-    _certs: tempfile::TempDir,
+    https: HttpsProxy,
 }
 
 impl Rig {
-    /// A proxy on Redis with an HTTPS listener whose certificate is
-    /// trusted by [`Rig::tls_client`].
     async fn start() -> Rig {
-        let redis = RedisServer::start();
-        let certs = tempfile::tempdir().expect("temporary directory");
-        let names = ["example.org", "example.com", "example.net"];
-        let key = rcgen::KeyPair::generate().expect("key");
-        let params =
-            rcgen::CertificateParams::new(names.map(String::from).to_vec()).expect("params");
-        let cert = params.self_signed(&key).expect("certificate");
-        let (cert_path, key_path) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
-        std::fs::write(&cert_path, cert.pem()).expect("write certificate");
-        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
-        let mut config = config_json(&redis.url(), json!({}));
-        config["https"] =
-            json!({"bind": ["127.0.0.1"], "port": 0, "cert": cert_path, "key": key_path});
-        let proxy = TestProxy::start_with(config).await;
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(cert.der().clone())
-            .expect("trust the certificate");
-        let tls_client = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
         Rig {
-            _redis: redis,
-            proxy,
-            tls_client: Arc::new(tls_client),
-            _certs: certs,
+            https: HttpsProxy::start(&["example.org", "example.com", "example.net"]).await,
         }
     }
 
@@ -168,70 +132,27 @@ impl Rig {
             headers.push(("x-test-delay-ms".into(), ms.to_string()));
         }
         if case.tls {
-            return tls_send(
-                self.proxy.https_addr(),
-                &self.tls_client,
-                &case.host,
-                &host,
-                r,
-                &headers,
-            )
-            .await;
+            let resp = self
+                .https
+                .request(&case.host, &r.method, &r.path, &host, &headers)
+                .await;
+            return Answer {
+                status: resp.status,
+                headers: resp.headers,
+            };
         }
         let mut req = Req::new(&r.method, &host, &r.path);
         for (k, v) in &headers {
             req = req.header(k, v);
         }
         let resp = req
-            .send(self.proxy.addr())
+            .send(self.https.proxy.addr())
             .await
             .unwrap_or_else(|e| panic!("{}: {} {}: {e:#}", case.name, r.method, r.path));
         Answer {
             status: resp.status.as_u16(),
             headers: resp.headers,
         }
-    }
-}
-
-/// One request over TLS with SNI `sni`; the answer's head.
-async fn tls_send(
-    addr: SocketAddr,
-    client: &Arc<rustls::ClientConfig>,
-    sni: &str,
-    host: &str,
-    r: &Request,
-    headers: &[(String, String)],
-) -> Answer {
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).expect("server name");
-    let mut tls = tokio_rustls::TlsConnector::from(client.clone())
-        .connect(name, tcp)
-        .await
-        .expect("TLS handshake");
-    let mut head = format!(
-        "{} {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n",
-        r.method, r.path
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    tls.write_all(head.as_bytes()).await.expect("write request");
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut raw)).await;
-    let mut parsed = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut parsed);
-    resp.parse(&raw).expect("an HTTP response");
-    let mut headers = http::HeaderMap::new();
-    for h in resp.headers.iter() {
-        headers.append(
-            http::HeaderName::from_bytes(h.name.as_bytes()).expect("header name"),
-            http::HeaderValue::from_bytes(h.value).expect("header value"),
-        );
-    }
-    Answer {
-        status: resp.code.expect("a status"),
-        headers,
     }
 }
 
@@ -421,7 +342,7 @@ async fn gateway_api_httproute_conformance_cases() {
         "the table holds the conformance cases"
     );
     let rig = Rig::start().await;
-    let redis = &rig._redis;
+    let redis = &rig.https.redis;
     let mut checked = 0;
     for case in &table.cases {
         checked += run_case(&rig, redis, case).await;

@@ -7,26 +7,15 @@
 //!
 //! The harness's client connects from 127.0.0.1.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
 use hipache_tests::backend::Backend;
 use hipache_tests::client::{Req, Resp};
-use hipache_tests::proxy::{config_json, TestProxy};
+use hipache_tests::https::HttpsProxy;
+use hipache_tests::proxy::TestProxy;
 use hipache_tests::redis::RedisServer;
+use hipache_tests::routes::{document, get, req, send};
 use hipache_tests::setup;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Bound on a TLS handshake and on reading one answer over TLS.
-const TLS_DEADLINE: Duration = Duration::from_secs(10);
-
-/// A route document with these rules.
-fn document(id: &str, rules: Value) -> Value {
-    json!({"version": 1, "id": id, "rules": rules})
-}
 
 /// A route document with host-wide policies and these rules.
 fn document_with(id: &str, policies: Value, rules: Value) -> Value {
@@ -36,33 +25,6 @@ fn document_with(id: &str, policies: Value, rules: Value) -> Value {
 /// One rule for every path, to `backend`, with these policies.
 fn rule(backend: &Backend, policies: Value) -> Value {
     json!({"backends": [{"url": backend.url()}], "policies": policies})
-}
-
-/// A request with extra headers (repeatable names are sent as separate
-/// lines).
-fn req(method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Req {
-    headers
-        .iter()
-        .fold(Req::new(method, host, path), |r, (name, value)| {
-            r.header(name, value)
-        })
-}
-
-/// Sends `r` through the proxy; panics (naming the request) on a transport
-/// error.
-async fn send(proxy: &TestProxy, what: &str, r: Req) -> Resp {
-    r.send(proxy.addr())
-        .await
-        .unwrap_or_else(|e| panic!("{what} through the proxy failed: {e:#}"))
-}
-
-async fn get(proxy: &TestProxy, host: &str, path: &str) -> Resp {
-    send(
-        proxy,
-        &format!("GET http://{host}{path}"),
-        Req::get(host, path),
-    )
-    .await
 }
 
 /// `GET path` on `host` from the (trusted) peer, with `X-Forwarded-For`
@@ -847,124 +809,9 @@ async fn cors_with_credentials_echoes_the_origin() {
 
 // --- HSTS ----------------------------------------------------------------------
 
-/// A proxy with an HTTPS listener (a self-signed certificate for `names`)
-/// and a client that trusts it.
-struct TlsRig {
-    redis: RedisServer,
-    proxy: TestProxy,
-    client: Arc<rustls::ClientConfig>,
-    _certs: tempfile::TempDir,
-}
-
-impl TlsRig {
-    async fn start(names: &[&str]) -> TlsRig {
-        let redis = RedisServer::start();
-        let certs = tempfile::tempdir().expect("temporary directory");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let params =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .expect("certificate parameters");
-        let cert = params.self_signed(&key).expect("certificate");
-        let (cert_path, key_path) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
-        std::fs::write(&cert_path, cert.pem()).expect("write certificate");
-        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
-        let mut config = config_json(&redis.url(), json!({}));
-        config["https"] =
-            json!({"bind": ["127.0.0.1"], "port": 0, "cert": cert_path, "key": key_path});
-        let proxy = TestProxy::start_with(config).await;
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(cert.der().clone())
-            .expect("trust the certificate");
-        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        TlsRig {
-            redis,
-            proxy,
-            client: Arc::new(client),
-            _certs: certs,
-        }
-    }
-
-    /// `GET path` over HTTPS (SNI and Host `host`).
-    async fn get(&self, host: &str, path: &str) -> TlsResp {
-        tls_get(self.proxy.https_addr(), &self.client, host, path).await
-    }
-}
-
-/// An answer read over TLS.
-struct TlsResp {
-    status: u16,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl TlsResp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-/// One request over TLS, `Connection: close`, read to the end (bounded).
-async fn tls_get(
-    addr: SocketAddr,
-    client: &Arc<rustls::ClientConfig>,
-    host: &str,
-    path: &str,
-) -> TlsResp {
-    let what = format!("GET https://{host}{path}");
-    let exchange = async {
-        let tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("connect to the HTTPS listener");
-        let name = rustls::pki_types::ServerName::try_from(host.to_owned()).expect("server name");
-        let mut tls = tokio_rustls::TlsConnector::from(client.clone())
-            .connect(name, tcp)
-            .await
-            .expect("TLS handshake");
-        let head = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        tls.write_all(head.as_bytes())
-            .await
-            .expect("write the request");
-        let mut raw = Vec::new();
-        // A peer closing without close_notify still delivered the answer.
-        let _ = tls.read_to_end(&mut raw).await;
-        raw
-    };
-    let raw = tokio::time::timeout(TLS_DEADLINE, exchange)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no answer within {TLS_DEADLINE:?}"));
-    let mut parsed = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut parsed);
-    let offset = match resp.parse(&raw) {
-        Ok(httparse::Status::Complete(n)) => n,
-        other => panic!(
-            "{what}: not an HTTP answer ({other:?}): {:?}",
-            String::from_utf8_lossy(&raw)
-        ),
-    };
-    let mut headers = HeaderMap::new();
-    for h in resp.headers.iter() {
-        headers.append(
-            HeaderName::from_bytes(h.name.as_bytes()).expect("header name"),
-            HeaderValue::from_bytes(h.value).expect("header value"),
-        );
-    }
-    TlsResp {
-        status: resp.code.expect("a status"),
-        headers,
-        body: String::from_utf8_lossy(&raw[offset..]).into_owned(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsts_is_sent_over_https_only() {
-    let rig = TlsRig::start(&["secure.test", "plain-host.test"]).await;
+    let rig = HttpsProxy::start(&["secure.test", "plain-host.test"]).await;
     let b = Backend::builder("secure")
         .header("x-from", "backend")
         .start()

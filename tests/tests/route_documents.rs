@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use hipache_tests::backend::{Backend, RecordedRequest};
 use hipache_tests::body::GeneratedBody;
-use hipache_tests::client::{Req, Resp};
+use hipache_tests::client::Req;
 use hipache_tests::metrics::{scrape, scrape_until, Scrape};
 use hipache_tests::proxy::TestProxy;
 use hipache_tests::redis::RedisServer;
+use hipache_tests::routes::{document, get, req, send};
 use hipache_tests::setup;
 use hipache_tests::wait::until;
 use serde_json::{json, Value};
@@ -25,37 +26,6 @@ const DEADLINE: Duration = Duration::from_secs(10);
 const MIRRORS: &str = "hipache_mirror_requests_total";
 const DOCUMENT_ERRORS: &str = "hipache_route_document_errors_total";
 const CACHE: &str = "hipache_route_cache_total";
-
-/// A route document with these rules.
-fn document(id: &str, rules: Value) -> Value {
-    json!({"version": 1, "id": id, "rules": rules})
-}
-
-/// A request with extra headers.
-fn req(method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Req {
-    headers
-        .iter()
-        .fold(Req::new(method, host, path), |r, (name, value)| {
-            r.header(name, value)
-        })
-}
-
-/// Sends `r` through the proxy; panics (naming the request) on a transport
-/// error.
-async fn send(proxy: &TestProxy, what: &str, r: Req) -> Resp {
-    r.send(proxy.addr())
-        .await
-        .unwrap_or_else(|e| panic!("{what} through the proxy failed: {e:#}"))
-}
-
-async fn get(proxy: &TestProxy, host: &str, path: &str) -> Resp {
-    send(
-        proxy,
-        &format!("GET http://{host}{path}"),
-        Req::get(host, path),
-    )
-    .await
-}
 
 /// A redis-server and an in-process proxy with its admin listener.
 async fn setup_admin(server_extra: Value) -> (RedisServer, TestProxy) {

@@ -8,6 +8,7 @@ use hipache_schema::routes::policies::Cors;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
+use super::super::headers::set;
 use super::super::ProxyBody;
 
 /// Methods allowed when the filter names none (CORS "simple" methods).
@@ -35,7 +36,7 @@ pub fn preflight<B>(cors: &Cors, req: &Request<B>) -> Option<Response<ProxyBody>
         true => DEFAULT_METHODS.to_owned(),
         false => cors.allow_methods.join(", "),
     };
-    set(out, header::ACCESS_CONTROL_ALLOW_METHODS, &methods);
+    set(out, &header::ACCESS_CONTROL_ALLOW_METHODS, &methods);
     let requested = h
         .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
         .and_then(|v| v.to_str().ok());
@@ -47,7 +48,7 @@ pub fn preflight<B>(cors: &Cors, req: &Request<B>) -> Option<Response<ProxyBody>
         _ => None,
     };
     if let Some(v) = headers {
-        set(out, header::ACCESS_CONTROL_ALLOW_HEADERS, &v);
+        set(out, &header::ACCESS_CONTROL_ALLOW_HEADERS, &v);
     }
     if let Some(age) = cors.max_age {
         out.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(age));
@@ -88,12 +89,6 @@ fn allow_origin(cors: &Cors, origin: &HeaderValue) -> Vec<(HeaderName, HeaderVal
         ));
     }
     out
-}
-
-fn set(h: &mut HeaderMap, name: HeaderName, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        h.insert(name, v);
-    }
 }
 
 #[cfg(test)]
