@@ -8,6 +8,8 @@
 //! - `gcra.lua`: the same algorithm as a Redis script.
 //! - [`redis`]: the script run with `EVALSHA` on the limiter's own link to
 //!   the write Redis, within [`redis::ANSWER_BOUND`].
+//! - [`lease`]: tokens taken from Redis in small blocks for a busy bucket,
+//!   and refusals remembered until they lapse.
 //! - [`local`]: the in-process limiter: the same buckets on this process's
 //!   clock, for a limit whose `onRedisDown` is `local` while Redis gives no
 //!   answer, and for every limit when routes come from a file.
@@ -21,6 +23,7 @@
 //! is scoped the same way whoever decides.
 
 pub mod gcra;
+pub mod lease;
 pub mod local;
 pub mod redis;
 
@@ -32,6 +35,7 @@ use std::sync::Arc;
 use hipache_schema::routes::policies::{OnRedisDown, RateKey, RateLimit};
 
 use self::gcra::Params;
+use self::lease::{Grant, Leases, Take};
 use self::local::Local;
 use self::redis::{RedisLimiter, Unanswered};
 use crate::config::{Config, Driver};
@@ -68,6 +72,7 @@ pub struct RateLimiter {
     /// that no limited request is decided locally for want of a connection
     /// Redis could have given.
     redis: Option<(String, RedisLimiter)>,
+    leases: Leases,
     local: Local,
     metrics: Arc<Metrics>,
     /// Whether Redis decided the last request it was asked about: a log
@@ -94,6 +99,7 @@ impl RateLimiter {
         };
         Ok(RateLimiter {
             redis,
+            leases: Leases::new(),
             local: Local::new(),
             metrics,
             answering: AtomicBool::new(true),
@@ -120,7 +126,7 @@ impl RateLimiter {
             }
             return self.local(&bucket, &overflow, params);
         };
-        match redis.check(&bucket, params, &self.metrics).await {
+        match self.fleet(redis, &bucket, params).await {
             Ok(answer) => {
                 if !self.answering.swap(true, Ordering::Relaxed) {
                     tracing::info!(redis = %name, "rate limits: Redis decides again");
@@ -143,6 +149,53 @@ impl RateLimiter {
                     OnRedisDown::Deny => self.decided("down_refused", Verdict::Unavailable),
                 }
             }
+        }
+    }
+
+    /// The fleet's decision: from a lease or a remembered refusal when
+    /// there is one, else from Redis (one refill per bucket at a time; the
+    /// requests waiting for it take from what it brings). `Ok(Err(wait in
+    /// µs))` is limited. The whole decision, waiting included, is bounded
+    /// by [`redis::ANSWER_BOUND`].
+    async fn fleet(
+        &self,
+        redis: &RedisLimiter,
+        bucket: &str,
+        params: Params,
+    ) -> Result<Result<(), u64>, Unanswered> {
+        let deadline = tokio::time::Instant::now() + redis::ANSWER_BOUND;
+        let refill = match self.leases.take(bucket, params) {
+            Take::Allowed => return Ok(Ok(())),
+            Take::Refused { wait_us } => return Ok(Err(wait_us)),
+            Take::Unleased => {
+                return match redis
+                    .take(bucket, params, 1, deadline, &self.metrics)
+                    .await?
+                {
+                    Grant::Tokens(_) => Ok(Ok(())),
+                    Grant::Refused { wait_us } => Ok(Err(wait_us)),
+                };
+            }
+            Take::Ask { refill, .. } => refill,
+        };
+        let Ok(_refilling) = tokio::time::timeout_at(deadline, refill.lock()).await else {
+            self.metrics.rate_limit_redis_errors.inc();
+            return Err(Unanswered::Timeout);
+        };
+        // The refill this request waited for may have brought a token.
+        let want = match self.leases.take(bucket, params) {
+            Take::Allowed => return Ok(Ok(())),
+            Take::Refused { wait_us } => return Ok(Err(wait_us)),
+            Take::Unleased => 1,
+            Take::Ask { want, .. } => want,
+        };
+        let grant = redis
+            .take(bucket, params, want, deadline, &self.metrics)
+            .await?;
+        self.leases.record(bucket, want, grant);
+        match grant {
+            Grant::Tokens(_) => Ok(Ok(())),
+            Grant::Refused { wait_us } => Ok(Err(wait_us)),
         }
     }
 

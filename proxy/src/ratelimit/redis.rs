@@ -1,6 +1,7 @@
 //! The fleet's limiter: the GCRA script (`gcra.lua`) run in Redis with
 //! `EVALSHA` on the limiter's own [`Link`] to the write Redis, one round
-//! trip per limited request, within [`ANSWER_BOUND`].
+//! trip per lease (one or more requests, [`super::lease`]), within
+//! [`ANSWER_BOUND`].
 //!
 //! The script is never sent with `EVAL`: when Redis does not know it
 //! (`NOSCRIPT`: Redis restarted, failed over, or its script cache was
@@ -17,6 +18,7 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 use sha1::{Digest, Sha1};
 
 use super::gcra::Params;
+use super::lease::Grant;
 use crate::metrics::Metrics;
 use crate::redis_conn::{Dialer, Link, Target};
 
@@ -80,20 +82,23 @@ impl RedisLimiter {
         format!("{}ratelimit:{bucket}", self.prefix)
     }
 
-    /// One request on `bucket` (without the prefix), decided by Redis:
-    /// `Ok(Ok(()))` conforms, `Ok(Err(wait in µs))` is limited.
-    pub async fn check(
+    /// Up to `want` requests on `bucket` (without the prefix), decided by
+    /// Redis, answered by `deadline`.
+    pub async fn take(
         &self,
         bucket: &str,
         params: Params,
+        want: u32,
+        deadline: tokio::time::Instant,
         metrics: &Metrics,
-    ) -> Result<Result<(), u64>, Unanswered> {
+    ) -> Result<Grant, Unanswered> {
         let Some(mut conn) = self.link.get() else {
             return Err(Unanswered::NotConnected);
         };
         let key = self.key(bucket);
         let started = Instant::now();
-        let answer = tokio::time::timeout(ANSWER_BOUND, self.run(&mut conn, &key, params)).await;
+        let answer =
+            tokio::time::timeout_at(deadline, self.run(&mut conn, &key, params, want)).await;
         metrics
             .rate_limit_redis_duration
             .observe(started.elapsed().as_secs_f64());
@@ -111,8 +116,10 @@ impl RedisLimiter {
             }
         };
         match reply {
-            (1, _) => Ok(Ok(())),
-            (_, wait) => Ok(Err(u64::try_from(wait).unwrap_or(0))),
+            (n, _) if n >= 1 => Ok(Grant::Tokens(u32::try_from(n).unwrap_or(want).min(want))),
+            (_, wait) => Ok(Grant::Refused {
+                wait_us: u64::try_from(wait).unwrap_or(0),
+            }),
         }
     }
 
@@ -122,6 +129,7 @@ impl RedisLimiter {
         conn: &mut MultiplexedConnection,
         key: &str,
         params: Params,
+        want: u32,
     ) -> redis::RedisResult<(i64, i64)> {
         let mut evalsha = redis::cmd("EVALSHA");
         evalsha
@@ -129,7 +137,8 @@ impl RedisLimiter {
             .arg(1)
             .arg(key)
             .arg(params.interval_us)
-            .arg(params.tolerance_us);
+            .arg(params.tolerance_us)
+            .arg(want);
         match evalsha.query_async(conn).await {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 let (sha, reply): (String, (i64, i64)) = redis::pipe()
