@@ -109,7 +109,11 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let ex = Exchange::new(&shared, &conn, &req);
     shared.metrics.in_flight.inc();
-    let mut resp = match proxy(&shared, &conn, &ex, req).await {
+    // Boxed, as are the large steps inside: an async fn's future holds
+    // every future it awaits, and hyper moves this one twice per request.
+    // Unboxed it was 30 KB (60 KB copied per request, 13% of the proxy's
+    // instructions); boxed, about 1 KB.
+    let mut resp = match Box::pin(proxy(&shared, &conn, &ex, req)).await {
         Ok(resp) => resp,
         Err(e) => exchange::error_response(&shared, &conn, &ex, e),
     };
@@ -143,7 +147,7 @@ async fn proxy(
             let _ = ex
                 .decor
                 .set(policy::Decor::of(&rule.policies, req.headers(), conn.tls));
-            match policy::admit(shared, conn, &to.route, &req).await? {
+            match Box::pin(policy::admit(shared, conn, &to.route, &req)).await? {
                 policy::Admission::Answer(resp) => return Ok(resp),
                 policy::Admission::Pass(admitted) => admitted,
             }
@@ -161,6 +165,6 @@ async fn proxy(
     });
     let protocol = client.as_ref().map(|c| &c.requested.protocol);
     let out = attempt::outbound(shared, conn, req, &mut to, protocol, admitted);
-    let answered = attempt::attempt(shared, &to.host, &to.route, out).await?;
+    let answered = Box::pin(attempt::attempt(shared, &to.host, &to.route, out)).await?;
     respond::relay(shared, conn, ex, &to.route, answered, client)
 }

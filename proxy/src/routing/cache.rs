@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 
+use super::replies::Replies;
 use super::route::Candidate;
 use crate::metrics::Metrics;
 
@@ -43,6 +44,9 @@ const SHARDS: usize = 32;
 pub struct Lookup {
     pub candidates: Vec<Candidate>,
     pub request_dead: Vec<usize>,
+    /// What Redis answered, in strict mode: the next answer is compared
+    /// with it ([`RouteCache::unchanged`]).
+    pub replies: Option<Replies>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +143,18 @@ impl RouteCache {
         );
     }
 
+    /// The cached answer for `host` when Redis answered `replies` again,
+    /// byte for byte: it counts as read now, and is served as it is.
+    pub fn unchanged(&self, host: &str, replies: &[redis::Value]) -> Option<Arc<Lookup>> {
+        let mut shard = self.shard(host).write();
+        let e = shard.get_mut(host)?;
+        if !e.lookup.replies.as_ref()?.same_as(replies) {
+            return None;
+        }
+        e.read_at = Instant::now();
+        Some(e.lookup.clone())
+    }
+
     /// Redis reported a change of `host`'s frontend or dead set: `host` may
     /// be a wildcard (`*.example.com`) or `*`, which every request host under
     /// it read.
@@ -197,6 +213,7 @@ mod tests {
         Arc::new(Lookup {
             candidates: Vec::new(),
             request_dead: vec![1],
+            replies: None,
         })
     }
 

@@ -13,6 +13,8 @@
 //!   what its events do: the cache dropped on reconnection, tracking
 //!   invalidations, the connection metrics.
 //! - [`cache`]: the route cache and its modes (strict, tracking, TTL).
+//! - `replies`: a lookup's replies kept in strict mode, so that an
+//!   answer the same as the last is served from what was decoded then.
 //! - [`documents`]: route documents decoded once per change of their
 //!   bytes, and what this proxy can serve of them.
 //! - [`deadmark`]: [`DeadMark`] and the background writer to Redis, on
@@ -28,6 +30,7 @@ pub mod documents;
 mod file;
 pub(crate) mod reader;
 pub(crate) mod redis;
+mod replies;
 pub mod route;
 
 use std::sync::Arc;

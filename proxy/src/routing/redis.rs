@@ -16,6 +16,7 @@ use super::cache::{self, Lookup, Mode, RouteCache};
 use super::deadmark::{self, DeadMark};
 use super::documents::Documents;
 use super::reader::ReadConn;
+use super::replies::Replies;
 use super::route::{log_invalid_backends, resolve, Candidate, Resolved, Table};
 use crate::config::{Config, RedisUrl, RouteCacheMode};
 use crate::error::ProxyError;
@@ -83,11 +84,21 @@ impl RedisStore {
         };
         let epoch = self.cache.epoch();
         let started = std::time::Instant::now();
-        let result = self.query(conn, host).await;
+        let hosts = candidates(host);
+        let replies = self.query(conn, &hosts).await;
         self.metrics
             .redis_duration
             .observe(started.elapsed().as_secs_f64());
-        match result {
+        let strict = self.cache.mode() == Mode::Strict;
+        if let Ok(replies) = &replies {
+            if let Some(same) = strict
+                .then(|| self.cache.unchanged(host, replies))
+                .flatten()
+            {
+                return resolve(host, &same.candidates, &same.request_dead, req);
+            }
+        }
+        match replies.and_then(|r| self.decode(hosts, r, strict)) {
             Ok(lookup) => {
                 let route = resolve(host, &lookup.candidates, &lookup.request_dead, req);
                 self.cache.insert(host, Arc::new(lookup), epoch);
@@ -118,28 +129,39 @@ impl RedisStore {
         }
     }
 
-    /// One round trip: `LRANGE` of every candidate frontend, `SMEMBERS` of
-    /// every candidate's dead set (the request host's is the first) and one
-    /// `MGET` of every candidate's route document, pipelined.
+    /// One round trip: `LRANGE` of every candidate frontend (`hosts`),
+    /// `SMEMBERS` of every candidate's dead set (the request host's is the
+    /// first) and one `MGET` of every candidate's route document,
+    /// pipelined.
     async fn query(
         &self,
         mut conn: MultiplexedConnection,
-        host: &str,
-    ) -> redis::RedisResult<Lookup> {
-        let hosts = candidates(host);
+        hosts: &[String],
+    ) -> redis::RedisResult<Vec<Value>> {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        for h in &hosts {
+        for h in hosts {
             pipe.cmd("LRANGE").arg(self.keys.frontend(h)).arg(0).arg(-1);
         }
-        for h in &hosts {
+        for h in hosts {
             pipe.cmd("SMEMBERS").arg(self.keys.dead(h));
         }
         let mget = pipe.cmd("MGET");
-        for h in &hosts {
+        for h in hosts {
             mget.arg(self.keys.routes(h));
         }
-        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        pipe.query_async(&mut conn).await
+    }
+
+    /// The lookup `replies` of [`RedisStore::query`] for `hosts` mean;
+    /// with a copy of the replies when `keep_replies` (strict mode: the
+    /// next request's replies are compared with it).
+    fn decode(
+        &self,
+        hosts: Vec<String>,
+        replies: Vec<Value>,
+        keep_replies: bool,
+    ) -> redis::RedisResult<Lookup> {
         let n = hosts.len();
         let (lists, rest) = replies.split_at(n.min(replies.len()));
         let (deads, documents) = rest.split_at(n.min(rest.len()));
@@ -178,6 +200,7 @@ impl RedisStore {
         Ok(Lookup {
             candidates,
             request_dead,
+            replies: keep_replies.then(|| Replies::of(&replies)),
         })
     }
 
