@@ -479,9 +479,16 @@ async fn redis_outage_moves_connected_stale_hits_and_staleness() {
     )
     .await;
     assert!(delta(&before, &down, names::CACHE, &[("result", "stale")]) >= 1.0);
+    // The read connection tracks (strict mode confirms routes on it), so
+    // the client library reports the closed connection at once and the
+    // first lookups may already know Redis is down (served stale, counted
+    // above); a lookup that met the dead connection is a Redis error.
+    let errors = delta(&before, &down, names::REDIS_ERRORS, &[]);
+    let lookups_on_dead = down.histogram_count(names::REDIS_DURATION, &[])
+        - before.histogram_count(names::REDIS_DURATION, &[]);
     assert!(
-        delta(&before, &down, names::REDIS_ERRORS, &[]) >= 1.0,
-        "the lookup that met the dead connection is a Redis error"
+        errors >= 1.0 || lookups_on_dead == 0.0,
+        "{lookups_on_dead} lookups met the dead connection, {errors} Redis errors"
     );
     assert_eq!(
         admin_get(admin, "/readyz").await.status,

@@ -25,9 +25,10 @@ use super::timeouts::HEARTBEAT;
 /// What the owner of a link is told, on the supervisor's task. Each
 /// method must return quickly: the supervisor waits for it.
 pub trait Events: Send + Sync + 'static {
-    /// A connection was made; called before it is handed out, so that
-    /// nothing read on it comes before what this does.
-    fn connected(&self) {}
+    /// A connection was made (`tracking`: with client tracking on); called
+    /// before it is handed out, so that nothing read on it comes before
+    /// what this does.
+    fn connected(&self, _tracking: bool) {}
     /// The connection was lost; called after it stopped being handed out.
     fn lost(&self) {}
     /// A RESP3 push other than the disconnection (tracking links only).
@@ -123,7 +124,7 @@ struct Supervisor {
 impl Supervisor {
     /// Connects, watches, reconnects: for as long as the link lives.
     async fn run(self) {
-        let (target, role, tracking) = (self.dialer.redis(), self.role, self.dialer.tracking());
+        let (target, role) = (self.dialer.redis(), self.role);
         let mut backoff = Backoff::new();
         // One warning for connection failures: before the first connection,
         // or after the warning that it was lost.
@@ -141,7 +142,8 @@ impl Supervisor {
                 }
             };
             backoff.reset();
-            self.events.connected();
+            let tracking = pushes.is_some();
+            self.events.connected(tracking);
             self.state.set(Some(conn.clone()));
             tracing::info!(redis = target, role, tracking, "connected to Redis");
             self.watch(conn, pushes).await;
@@ -212,7 +214,7 @@ mod tests {
     struct Count(AtomicUsize);
 
     impl Events for Count {
-        fn connected(&self) {
+        fn connected(&self, _tracking: bool) {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
     }

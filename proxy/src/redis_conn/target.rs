@@ -7,11 +7,13 @@
 //! finding the server, would change the [`Dialer`] alone.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{MultiplexedConnection, PubSub};
 use redis::{
-    AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, ProtocolVersion, PushInfo,
+    AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind,
     RedisConnectionInfo, RedisResult,
 };
 use tokio::sync::mpsc;
@@ -101,13 +103,24 @@ fn connection_info(url: &RedisUrl, resp3: bool) -> RedisResult<redis::Connection
 /// library's own `Disconnection` when the connection closes).
 pub type Pushes = mpsc::UnboundedReceiver<PushInfo>;
 
+/// Applies an invalidation push where the connection reads it, before any
+/// reply that follows it on the connection is handed to its caller.
+pub type InlinePushes = Arc<dyn Fn(&PushInfo) + Send + Sync>;
+
 /// Makes the connections to one target, every one of them through
 /// [`Dialer::multiplexed`] or [`Dialer::subscribe`].
 #[derive(Clone)]
 pub struct Dialer {
     client: redis::Client,
+    /// A RESP2 client for when tracking is only preferred and the server
+    /// refuses it (Redis before 6, or an ACL without `HELLO` or `CLIENT
+    /// TRACKING`).
+    untracked: Option<redis::Client>,
     redis: String,
     tracking: bool,
+    inline: Option<InlinePushes>,
+    /// Whether the refusal of tracking was logged.
+    refusal_logged: Arc<AtomicBool>,
     response_timeout: Duration,
 }
 
@@ -118,10 +131,33 @@ impl Dialer {
     pub fn new(target: &Target, tracking: bool) -> Result<Self, TargetError> {
         Ok(Self {
             client: target.client(tracking)?,
+            untracked: None,
             redis: target.url.censored(),
             tracking,
+            inline: None,
+            refusal_logged: Arc::new(AtomicBool::new(false)),
             response_timeout: RESPONSE_TIMEOUT,
         })
+    }
+
+    /// A dialer whose connections track when the server allows it, and
+    /// are plain RESP2 connections (no pushes) when it refuses.
+    pub fn preferring_tracking(target: &Target) -> Result<Self, TargetError> {
+        Ok(Self {
+            untracked: Some(target.client(false)?),
+            ..Self::new(target, true)?
+        })
+    }
+
+    /// The same dialer with invalidation pushes applied by `inline` as the
+    /// connection reads them (instead of being handed to the link's
+    /// events): a reply read after an invalidation is never seen before
+    /// the invalidation is applied.
+    pub fn with_inline_pushes(self, inline: InlinePushes) -> Self {
+        Self {
+            inline: Some(inline),
+            ..self
+        }
     }
 
     /// The same dialer with another reply timeout than
@@ -138,39 +174,68 @@ impl Dialer {
         &self.redis
     }
 
-    pub fn tracking(&self) -> bool {
-        self.tracking
-    }
-
     pub fn response_timeout(&self) -> Duration {
         self.response_timeout
     }
 
     /// One multiplexed connection, within [`CONNECT_TIMEOUT`]; with
     /// tracking, `CLIENT TRACKING ON` was answered and the pushes come
-    /// with it.
+    /// with it. Pushes are `None` for a connection that does not track
+    /// (tracking off, or only preferred and refused).
     pub async fn multiplexed(&self) -> RedisResult<(MultiplexedConnection, Option<Pushes>)> {
-        let mut config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(self.response_timeout));
-        let mut pushes = None;
-        if self.tracking {
-            let (tx, rx) = mpsc::unbounded_channel();
-            config = config.set_push_sender(tx);
-            pushes = Some(rx);
+        let base = || {
+            AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(self.response_timeout))
+        };
+        if !self.tracking {
+            let conn = self
+                .client
+                .get_multiplexed_async_connection_with_config(&base())
+                .await?;
+            return Ok((conn, None));
         }
-        let mut conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        if self.tracking {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let config = match &self.inline {
+            Some(inline) => {
+                let inline = inline.clone();
+                base().set_push_sender(move |info: PushInfo| {
+                    if info.kind == PushKind::Invalidate {
+                        inline(&info);
+                        Ok(())
+                    } else {
+                        tx.send(info).map_err(|_| ())
+                    }
+                })
+            }
+            None => base().set_push_sender(tx),
+        };
+        let tracked = async {
+            let mut conn = self
+                .client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
             redis::cmd("CLIENT")
                 .arg("TRACKING")
                 .arg("ON")
                 .query_async::<()>(&mut conn)
                 .await?;
+            Ok::<_, redis::RedisError>(conn)
+        };
+        match (tracked.await, &self.untracked) {
+            (Ok(conn), _) => Ok((conn, Some(rx))),
+            // Redis answered, and refused: a server that cannot track.
+            (Err(e), Some(untracked)) if !is_transport(&e) => {
+                if !self.refusal_logged.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(redis = %self.redis, error = %e, "Redis refuses client tracking (RESP3 needs Redis 6, and an ACL user needs +hello and +client|tracking): every lookup reads Redis");
+                }
+                let conn = untracked
+                    .get_multiplexed_async_connection_with_config(&base())
+                    .await?;
+                Ok((conn, None))
+            }
+            (Err(e), _) => Err(e),
         }
-        Ok((conn, pushes))
     }
 
     /// A pub/sub connection subscribed to `channel`, within
@@ -191,6 +256,12 @@ impl Dialer {
             .into()),
         }
     }
+}
+
+/// An error of the way to the server (down, unreachable, cut, silent), as
+/// opposed to an answer from it.
+fn is_transport(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped()
 }
 
 #[cfg(test)]
@@ -227,7 +298,7 @@ mod tests {
             ca: Some("/nonexistent/ca.pem".into()),
         };
         let dialer = Dialer::new(&target, true).expect("plain Redis needs no CA");
-        assert!(dialer.tracking());
+        assert!(dialer.tracking);
         assert_eq!(dialer.response_timeout(), RESPONSE_TIMEOUT);
         assert!(!dialer.redis().contains("s3cret"), "{}", dialer.redis());
     }

@@ -31,6 +31,15 @@ use crate::metrics::Metrics;
 /// an hour ago is more likely wrong than right.
 pub const MAX_STALENESS: Duration = Duration::from_secs(3600);
 
+/// How long strict mode serves a confirmed route before reading it again.
+/// A write is always seen by the next request (its invalidation comes
+/// first), but a key that *expires* (a dead mark's set) is only pushed as
+/// invalidated once Redis deletes it, which its expiry cycle may do some
+/// time after the TTL: a read sees the expiry at once. Reading each host
+/// again at least once a second bounds that lag at a second, for one
+/// lookup per host and second.
+pub const CONFIRMED_MAX_AGE: Duration = Duration::from_secs(1);
+
 /// Hosts remembered at most (in `strict` and `tracking` modes; the TTL
 /// cache has its own `size`). About 1 KB each: well under the memory
 /// target at 100,000 frontends.
@@ -144,15 +153,33 @@ impl RouteCache {
     }
 
     /// The cached answer for `host` when Redis answered `replies` again,
-    /// byte for byte: it counts as read now, and is served as it is.
-    pub fn unchanged(&self, host: &str, replies: &[redis::Value]) -> Option<Arc<Lookup>> {
+    /// byte for byte: it counts as read now (at `epoch`, as for
+    /// [`RouteCache::insert`]), and is served as it is.
+    pub fn unchanged(
+        &self,
+        host: &str,
+        replies: &[redis::Value],
+        epoch: u64,
+    ) -> Option<Arc<Lookup>> {
+        let valid = self.epoch() == epoch;
         let mut shard = self.shard(host).write();
         let e = shard.get_mut(host)?;
         if !e.lookup.replies.as_ref()?.same_as(replies) {
             return None;
         }
         e.read_at = Instant::now();
+        e.valid = valid;
         Some(e.lookup.clone())
+    }
+
+    /// The cached answer for `host` if it was read less than
+    /// [`CONFIRMED_MAX_AGE`] ago and no invalidation has come for it since,
+    /// whatever the mode (strict mode serves it only after a confirmation,
+    /// see [`super::barrier`]).
+    pub fn valid(&self, host: &str) -> Option<Arc<Lookup>> {
+        let shard = self.shard(host).read();
+        let e = shard.get(host)?;
+        (e.valid && e.read_at.elapsed() < CONFIRMED_MAX_AGE).then(|| e.lookup.clone())
     }
 
     /// Redis reported a change of `host`'s frontend or dead set: `host` may

@@ -13,6 +13,9 @@
 //!   what its events do: the cache dropped on reconnection, tracking
 //!   invalidations, the connection metrics.
 //! - [`cache`]: the route cache and its modes (strict, tracking, TTL).
+//! - `barrier`: strict mode's read-your-writes on the tracking
+//!   connection (one `PING` for the requests of a turn, instead of a read
+//!   each).
 //! - `replies`: a lookup's replies kept in strict mode, so that an
 //!   answer the same as the last is served from what was decoded then.
 //! - [`documents`]: route documents decoded once per change of their
@@ -24,6 +27,7 @@
 //! Nothing here imports this module back: each store stands on `route`,
 //! and [`RouteStore`] below picks one.
 
+mod barrier;
 pub mod cache;
 pub mod deadmark;
 pub mod documents;

@@ -10,8 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hipache_schema::Keys;
+use redis::aio::MultiplexedConnection;
 use redis::{PushInfo, PushKind, Value};
 
+use super::barrier::Barrier;
 use super::cache::{Mode, RouteCache};
 use crate::metrics::Metrics;
 use crate::redis_conn::{Dialer, Events, Link, Target};
@@ -19,31 +21,65 @@ use crate::redis_conn::{Dialer, Events, Link, Target};
 pub struct ReadConn {
     link: Link,
     routes: Arc<RouteEvents>,
+    barrier: Barrier,
 }
 
 impl ReadConn {
-    /// Starts the read connection (RESP3 with client tracking when the
-    /// cache is in tracking mode).
+    /// Starts the read connection: RESP3 with client tracking in tracking
+    /// mode (required) and in strict mode (when the server allows it, for
+    /// [`ReadConn::confirm`]); invalidations applied as the connection
+    /// reads them.
     pub fn start(
         target: &Target,
         keys: Keys,
         cache: Arc<RouteCache>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
-        let tracking = cache.mode() == Mode::Tracking;
-        let dialer = Dialer::new(target, tracking).map_err(|e| format!("read Redis: {e}"))?;
+        let dialer = match cache.mode() {
+            Mode::Tracking => Dialer::new(target, true),
+            Mode::Strict => Dialer::preferring_tracking(target),
+            Mode::Ttl(_) => Dialer::new(target, false),
+        }
+        .map_err(|e| format!("read Redis: {e}"))?;
         let routes = Arc::new(RouteEvents {
             keys,
             cache,
             metrics,
             stale_logged: AtomicBool::new(false),
+            tracking: AtomicBool::new(false),
         });
-        let link = Link::start_with_events(dialer, "read", routes.clone());
-        Ok(Self { link, routes })
+        let inline = {
+            let routes = routes.clone();
+            Arc::new(move |push: &PushInfo| invalidate(push, &routes.keys, &routes.cache))
+        };
+        let link =
+            Link::start_with_events(dialer.with_inline_pushes(inline), "read", routes.clone());
+        Ok(Self {
+            link,
+            routes,
+            barrier: Barrier::default(),
+        })
     }
 
     pub fn link(&self) -> &Link {
         &self.link
+    }
+
+    /// Whether `conn` (from [`Link::get`]) tracks (else `None`, at once),
+    /// and a `PING` queued on it now was answered: then every write
+    /// acknowledged before this call has been applied to the cache (see
+    /// [`super::barrier`]).
+    pub async fn confirm(&self, conn: &MultiplexedConnection) -> Option<bool> {
+        // Read after the connection was taken: `connected` sets it before
+        // handing a connection out.
+        if !self.routes.tracking.load(Ordering::Acquire) {
+            return None;
+        }
+        let answered = self.barrier.pass(conn).await;
+        if !answered {
+            self.link.report_failure();
+        }
+        Some(answered)
     }
 
     /// Whether this outage was already logged as "serving known routes";
@@ -59,12 +95,15 @@ struct RouteEvents {
     cache: Arc<RouteCache>,
     metrics: Arc<Metrics>,
     stale_logged: AtomicBool,
+    /// Whether the current connection tracks.
+    tracking: AtomicBool,
 }
 
 impl Events for RouteEvents {
-    fn connected(&self) {
+    fn connected(&self, tracking: bool) {
         // Whatever changed while we were away was not pushed to us.
         self.cache.invalidate_all();
+        self.tracking.store(tracking, Ordering::Release);
         self.metrics.redis_connected.set(1);
         self.stale_logged.store(false, Ordering::Release);
         self.metrics.staleness.set(0);
@@ -75,14 +114,16 @@ impl Events for RouteEvents {
     }
 
     fn push(&self, push: PushInfo) {
+        // Invalidations are applied inline; anything else reaching here
+        // is of no use to routes.
         if push.kind == PushKind::Invalidate {
-            invalidate(push, &self.keys, &self.cache);
+            invalidate(&push, &self.keys, &self.cache);
         }
     }
 }
 
 /// An invalidation push: the keys that changed, or nil after a flush.
-fn invalidate(push: PushInfo, keys: &Keys, cache: &RouteCache) {
+fn invalidate(push: &PushInfo, keys: &Keys, cache: &RouteCache) {
     let mut any = false;
     for v in &push.data {
         match v {

@@ -71,28 +71,51 @@ impl RedisStore {
     /// The route for a host: from the cache when its mode allows, else one
     /// round trip to Redis; while Redis cannot be read, the last known
     /// answer (bounded staleness) or a fast failure.
+    ///
+    /// In strict mode a cached route is served only once Redis confirmed,
+    /// after the request arrived, that no write had invalidated it
+    /// ([`ReadConn::confirm`]); without tracking, every lookup reads.
     pub async fn lookup(&self, host: &str, req: &RequestView<'_>) -> Result<Resolved, ProxyError> {
-        if let Some(hit) = self.cache.fresh(host) {
-            self.metrics.cache("hit");
-            return resolve(host, &hit.candidates, &hit.request_dead, req);
-        }
-        if self.cache.mode() != Mode::Strict {
+        let strict = self.cache.mode() == Mode::Strict;
+        if !strict {
+            if let Some(hit) = self.cache.fresh(host) {
+                self.metrics.cache("hit");
+                return resolve(host, &hit.candidates, &hit.request_dead, req);
+            }
             self.metrics.cache("miss");
         }
+        // Taken before the connection: a read on a connection handed out
+        // after a reconnection is never cached as valid from before it.
+        let epoch = self.cache.epoch();
         let Some(conn) = self.read.link().get() else {
             return self.stale(host, req, "not connected");
         };
-        let epoch = self.cache.epoch();
+        if strict && self.cache.valid(host).is_some() {
+            let started = std::time::Instant::now();
+            let confirmed = self.read.confirm(&conn).await;
+            if confirmed.is_some() {
+                self.metrics
+                    .redis_duration
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            // Checked again: an invalidation may have come before the PONG.
+            if let Some(hit) = confirmed
+                .filter(|c| *c)
+                .and_then(|_| self.cache.valid(host))
+            {
+                self.metrics.cache("hit");
+                return resolve(host, &hit.candidates, &hit.request_dead, req);
+            }
+        }
         let started = std::time::Instant::now();
         let hosts = candidates(host);
         let replies = self.query(conn, &hosts).await;
         self.metrics
             .redis_duration
             .observe(started.elapsed().as_secs_f64());
-        let strict = self.cache.mode() == Mode::Strict;
         if let Ok(replies) = &replies {
             if let Some(same) = strict
-                .then(|| self.cache.unchanged(host, replies))
+                .then(|| self.cache.unchanged(host, replies, epoch))
                 .flatten()
             {
                 return resolve(host, &same.candidates, &same.request_dead, req);
