@@ -162,8 +162,9 @@ real Redis. AUTH and HELLO are always allowed by Redis.
 
 {{/* The proxy: reads routes (lists and route documents), dead marks,
 certificates and the health checker's ping; writes dead marks (SADD +
-EXPIRE + PUBLISH in MULTI); subscribes to `tls`; client tracking in
-`routeCache: tracking`. Rate limits (proxy/src/ratelimit): the GCRA script
+EXPIRE + PUBLISH in MULTI); subscribes to `tls`; client tracking on the
+route connection (both cache modes; PING confirms routes in strict
+mode). Rate limits (proxy/src/ratelimit): the GCRA script
 run with EVALSHA (SCRIPT LOAD when Redis does not know it), which calls
 TIME, GET and SET; a selector, `( … )`, keeps those to `ratelimit:` keys
 (SET nowhere else, no script on another key). */}}

@@ -1,7 +1,6 @@
 //! Leases: a process takes tokens from a fleet bucket in small blocks,
 //! so that a busy bucket costs one Redis round trip per block instead of
-//! one per request, and remembers a refusal until it would lapse, so that
-//! a limited client costs no round trip at all.
+//! one per request.
 //!
 //! # What stays exact
 //! - **Never more than the limit, over time.** A token is taken from the
@@ -10,10 +9,9 @@
 //!   when its lease lapses ([`LEASE_TTL`]) is lost, never given back, so
 //!   the fleet may let through *less* than the rate (at most one lease per
 //!   process whose demand stopped), never more.
-//! - **Refusals.** The bucket's TAT only moves forward, so a refusal with
-//!   a wait `w` holds for every proxy until `w` has passed: this process
-//!   refuses locally until then (on its monotonic clock, from when the
-//!   answer arrived: a refusal may outlast Redis's by one round trip).
+//! - **Refusals** are not remembered: a refused request asks Redis every
+//!   time, so that a bucket reset in Redis (`DEL`) lets the very next
+//!   request through, as any edit in Redis applies to the next request.
 //!
 //! # What a lease changes
 //! A lease is taken at one instant and spent over up to [`LEASE_TTL`], so
@@ -70,8 +68,6 @@ pub enum Grant {
 pub enum Take {
     /// A leased token: allowed, without asking Redis.
     Allowed,
-    /// A remembered refusal: limited, for this many µs more.
-    Refused { wait_us: u64 },
     /// Ask Redis for this many tokens, holding `refill` (one refill per
     /// bucket at a time; the others wait for it and take from its lease).
     Ask {
@@ -94,8 +90,6 @@ struct Bucket {
     expires: Instant,
     /// The size of the last lease asked for.
     size: u32,
-    /// A remembered refusal lapses then.
-    refused_until: Option<Instant>,
     refill: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -106,16 +100,13 @@ impl Bucket {
             granted: 0,
             expires: now,
             size: 1,
-            refused_until: None,
             refill: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
-    /// Forgetting it changes nothing: no live lease, refusal or refill.
+    /// Forgetting it changes nothing: no live lease or refill.
     fn idle(&self, now: Instant) -> bool {
-        (self.tokens == 0 || self.expires <= now)
-            && self.refused_until.is_none_or(|t| t <= now)
-            && Arc::strong_count(&self.refill) == 1
+        (self.tokens == 0 || self.expires <= now) && Arc::strong_count(&self.refill) == 1
     }
 }
 
@@ -132,8 +123,7 @@ impl Leases {
         }
     }
 
-    /// A request on `bucket`: a leased token, a remembered refusal, or
-    /// what to ask Redis.
+    /// A request on `bucket`: a leased token, or what to ask Redis.
     pub fn take(&self, bucket: &str, params: Params) -> Take {
         self.take_at(bucket, params, Instant::now())
     }
@@ -152,15 +142,6 @@ impl Leases {
         let Some(b) = buckets.get_mut(bucket) else {
             return Take::Unleased;
         };
-        if let Some(until) = b.refused_until {
-            if until > now {
-                let wait = until.duration_since(now);
-                return Take::Refused {
-                    wait_us: u64::try_from(wait.as_micros()).unwrap_or(u64::MAX).max(1),
-                };
-            }
-            b.refused_until = None;
-        }
         if b.tokens > 0 && b.expires > now {
             b.tokens -= 1;
             return Take::Allowed;
@@ -200,10 +181,9 @@ impl Leases {
                 b.tokens = n.saturating_sub(1);
                 b.expires = now + LEASE_TTL;
             }
-            Grant::Refused { wait_us } => {
+            Grant::Refused { .. } => {
                 b.tokens = 0;
                 b.granted = 0;
-                b.refused_until = Some(now + Duration::from_micros(wait_us));
             }
         }
     }
@@ -290,20 +270,14 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_is_remembered_until_it_lapses() {
+    fn a_refusal_is_not_remembered() {
         let l = Leases::new();
         let p = params(10, Duration::from_secs(1), 0);
         let t0 = Instant::now();
         ask(l.take_at("b", p, t0));
         l.record_at("b", 1, Grant::Refused { wait_us: 80_000 }, t0);
-        match l.take_at("b", p, t0 + Duration::from_millis(30)) {
-            Take::Refused { wait_us } => assert_eq!(wait_us, 50_000),
-            other => panic!("expected a refusal, got {other:?}"),
-        }
-        // Another bucket is not affected.
-        ask(l.take_at("other", p, t0));
-        // Once it lapses, Redis is asked again.
-        assert_eq!(ask(l.take_at("b", p, t0 + Duration::from_millis(80))), 1);
+        // The next request asks Redis again (a reset there applies at once).
+        assert_eq!(ask(l.take_at("b", p, t0)), 1);
     }
 
     #[test]

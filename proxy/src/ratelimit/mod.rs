@@ -8,8 +8,7 @@
 //! - `gcra.lua`: the same algorithm as a Redis script.
 //! - [`redis`]: the script run with `EVALSHA` on the limiter's own link to
 //!   the write Redis, within [`redis::ANSWER_BOUND`].
-//! - [`lease`]: tokens taken from Redis in small blocks for a busy bucket,
-//!   and refusals remembered until they lapse.
+//! - [`lease`]: tokens taken from Redis in small blocks for a busy bucket.
 //! - [`local`]: the in-process limiter: the same buckets on this process's
 //!   clock, for a limit whose `onRedisDown` is `local` while Redis gives no
 //!   answer, and for every limit when routes come from a file.
@@ -152,8 +151,8 @@ impl RateLimiter {
         }
     }
 
-    /// The fleet's decision: from a lease or a remembered refusal when
-    /// there is one, else from Redis (one refill per bucket at a time; the
+    /// The fleet's decision: from a lease when there is one, else from
+    /// Redis (one refill per bucket at a time; the
     /// requests waiting for it take from what it brings). `Ok(Err(wait in
     /// µs))` is limited. The whole decision, waiting included, is bounded
     /// by [`redis::ANSWER_BOUND`].
@@ -166,7 +165,6 @@ impl RateLimiter {
         let deadline = tokio::time::Instant::now() + redis::ANSWER_BOUND;
         let refill = match self.leases.take(bucket, params) {
             Take::Allowed => return Ok(Ok(())),
-            Take::Refused { wait_us } => return Ok(Err(wait_us)),
             Take::Unleased => {
                 return match redis
                     .take(bucket, params, 1, deadline, &self.metrics)
@@ -185,7 +183,6 @@ impl RateLimiter {
         // The refill this request waited for may have brought a token.
         let want = match self.leases.take(bucket, params) {
             Take::Allowed => return Ok(Ok(())),
-            Take::Refused { wait_us } => return Ok(Err(wait_us)),
             Take::Unleased => 1,
             Take::Ask { want, .. } => want,
         };
