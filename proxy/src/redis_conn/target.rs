@@ -119,6 +119,9 @@ pub struct Dialer {
     redis: String,
     tracking: bool,
     inline: Option<InlinePushes>,
+    /// Tracking in broadcast mode for keys with these prefixes (empty:
+    /// the default mode, keys this connection read).
+    broadcast: Vec<String>,
     /// Whether the refusal of tracking was logged.
     refusal_logged: Arc<AtomicBool>,
     response_timeout: Duration,
@@ -135,6 +138,7 @@ impl Dialer {
             redis: target.url.censored(),
             tracking,
             inline: None,
+            broadcast: Vec::new(),
             refusal_logged: Arc::new(AtomicBool::new(false)),
             response_timeout: RESPONSE_TIMEOUT,
         })
@@ -156,6 +160,18 @@ impl Dialer {
     pub fn with_inline_pushes(self, inline: InlinePushes) -> Self {
         Self {
             inline: Some(inline),
+            ..self
+        }
+    }
+
+    /// The same dialer tracking in broadcast mode (`BCAST`): every write
+    /// to a key under one of `prefixes` is pushed, whether this connection
+    /// read it or not. Redis then keeps no table of the keys each
+    /// connection read, so reads cost it nothing more than without
+    /// tracking, and a restarted proxy leaves nothing behind in it.
+    pub fn with_broadcast_prefixes(self, prefixes: Vec<String>) -> Self {
+        Self {
+            broadcast: prefixes,
             ..self
         }
     }
@@ -215,11 +231,15 @@ impl Dialer {
                 .client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
-            redis::cmd("CLIENT")
-                .arg("TRACKING")
-                .arg("ON")
-                .query_async::<()>(&mut conn)
-                .await?;
+            let mut tracking = redis::cmd("CLIENT");
+            tracking.arg("TRACKING").arg("ON");
+            if !self.broadcast.is_empty() {
+                tracking.arg("BCAST");
+                for prefix in &self.broadcast {
+                    tracking.arg("PREFIX").arg(prefix);
+                }
+            }
+            tracking.query_async::<()>(&mut conn).await?;
             Ok::<_, redis::RedisError>(conn)
         };
         match (tracked.await, &self.untracked) {

@@ -52,8 +52,19 @@ impl ReadConn {
             let routes = routes.clone();
             Arc::new(move |push: &PushInfo| invalidate(push, &routes.keys, &routes.cache))
         };
-        let link =
-            Link::start_with_events(dialer.with_inline_pushes(inline), "read", routes.clone());
+        // Broadcast tracking of the three kinds of route keys: a read
+        // registers nothing in Redis (no table of read keys per proxy,
+        // which grows with frontends × proxies), and every write under
+        // them reaches every proxy.
+        let prefixes = vec![
+            routes.keys.frontend(""),
+            routes.keys.dead(""),
+            routes.keys.routes(""),
+        ];
+        let dialer = dialer
+            .with_inline_pushes(inline)
+            .with_broadcast_prefixes(prefixes);
+        let link = Link::start_with_events(dialer, "read", routes.clone());
         Ok(Self {
             link,
             routes,
