@@ -141,9 +141,10 @@ async fn unchanged_routes_cost_a_ping_per_batch_not_a_read_per_request() {
     let pings = calls(&redis, "ping").await - ping_before;
     eprintln!("{requests} requests: {reads} LRANGE, {pings} PING");
     assert!(requests > 100, "the load ran: {requests} requests");
-    // A read per host a second at most (the confirmed route's age limit),
-    // three candidates each, plus heartbeats.
-    assert!(reads <= 3 * 3, "{reads} LRANGE for {requests} requests");
+    // Reads only when the confirmed route's age limit (a second) passes:
+    // at most one per load client each time (they may all find it old at
+    // once), three candidates each, over 1.5 s.
+    assert!(reads <= 3 * 4 * 3, "{reads} LRANGE for {requests} requests");
     assert!(
         pings <= requests as u64,
         "{pings} PING for {requests} requests: never more than one each"
