@@ -134,6 +134,16 @@ async fn ratelimit_keys(redis: &RedisServer) -> Vec<String> {
     keys
 }
 
+/// Three proxy processes on `redis`, each with an admin listener.
+async fn three_proxies(redis: &RedisServer) -> Vec<ProxyProcess> {
+    let mut proxies = Vec::new();
+    for _ in 0..3 {
+        let admin = format!("127.0.0.1:{}", free_port());
+        proxies.push(ProxyProcess::start(&redis.url(), json!({"adminAddress": admin})).await);
+    }
+    proxies
+}
+
 /// Three proxy processes on one Redis, a host limited to 10 requests a
 /// second with a burst of 5, a client sending far more for 3 s round-robin
 /// through the three. Together they let through what one bucket allows:
@@ -148,11 +158,7 @@ async fn three_proxies_on_one_redis_let_through_one_buckets_worth() {
     let redis = RedisServer::start();
     let backend = Backend::start("app").await;
     let host = "fleet.example.com";
-    let mut proxies = Vec::new();
-    for _ in 0..3 {
-        let admin = format!("127.0.0.1:{}", free_port());
-        proxies.push(ProxyProcess::start(&redis.url(), json!({"adminAddress": admin})).await);
-    }
+    let proxies = three_proxies(&redis).await;
     redis
         .set_routes(
             host,
@@ -323,11 +329,7 @@ async fn leases_keep_three_proxies_within_a_fast_limit() {
     let redis = RedisServer::start();
     let backend = Backend::start("app").await;
     let host = "leased.example.com";
-    let mut proxies = Vec::new();
-    for _ in 0..3 {
-        let admin = format!("127.0.0.1:{}", free_port());
-        proxies.push(ProxyProcess::start(&redis.url(), json!({"adminAddress": admin})).await);
-    }
+    let proxies = three_proxies(&redis).await;
     redis
         .set_routes(
             host,

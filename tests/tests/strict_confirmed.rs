@@ -57,6 +57,35 @@ fn load(
         .collect()
 }
 
+/// `trials` writes pointing `host`'s backend at `backends` in turn (`b`
+/// first), each followed at once by a request on one keep-alive
+/// connection: every such request is served by the backend just written.
+async fn writes_seen_at_once(
+    redis: &RedisServer,
+    addr: std::net::SocketAddr,
+    host: &str,
+    [a, b]: [&Backend; 2],
+    trials: usize,
+) {
+    let mut conn = Conn::open(addr).await.expect("a connection");
+    for i in 0..trials {
+        let next = if i % 2 == 0 { b } else { a };
+        let _: () = redis
+            .query(&["LSET", &format!("frontend:{host}"), "1", &next.url()])
+            .await;
+        let resp = conn
+            .send(Req::get(host, "/").timeout(REQUEST_TIMEOUT))
+            .await
+            .expect("the request after the write");
+        assert_eq!(
+            resp.backend(),
+            Some(next.name()),
+            "trial {i}: the first request after LSET was served by {}",
+            resp.served_by()
+        );
+    }
+}
+
 /// Under load on the same host, 200 writes in a row, each followed at once
 /// by a request on a keep-alive connection: every first request after a
 /// write's acknowledgement is served by the backend it names.
@@ -72,28 +101,9 @@ async fn every_write_is_seen_by_the_next_request_under_load() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let loaders = load(proxy.addr(), host, stop.clone());
-    let mut conn = Conn::open(proxy.addr()).await.expect("a connection");
     let lrange_before = calls(&redis, "lrange").await;
     let trials = 200;
-    for i in 0..trials {
-        let (url, name) = if i % 2 == 0 {
-            (b.url(), "b")
-        } else {
-            (a.url(), "a")
-        };
-        let _: () = redis
-            .query(&["LSET", &format!("frontend:{host}"), "1", &url])
-            .await;
-        let resp = conn
-            .send(Req::get(host, "/").timeout(REQUEST_TIMEOUT))
-            .await
-            .expect("the request after the write");
-        assert_eq!(
-            resp.served_by(),
-            name,
-            "trial {i}: the first request after LSET was served by the old backend"
-        );
-    }
+    writes_seen_at_once(&redis, proxy.addr(), host, [&a, &b], trials).await;
     stop.store(true, Ordering::Relaxed);
     let mut loaded = 0;
     for l in loaders {
@@ -177,22 +187,7 @@ async fn without_tracking_every_lookup_reads() {
     let proxy = TestProxy::start(&url, json!({})).await;
     assert_eq!(get(proxy.addr(), host, "/").await.served_by(), "a");
     let before = calls(&redis, "lrange").await;
-    let mut conn = Conn::open(proxy.addr()).await.expect("a connection");
-    for i in 0..20 {
-        let (url, name) = if i % 2 == 0 {
-            (b.url(), "b")
-        } else {
-            (a.url(), "a")
-        };
-        let _: () = redis
-            .query(&["LSET", &format!("frontend:{host}"), "1", &url])
-            .await;
-        let resp = conn
-            .send(Req::get(host, "/").timeout(REQUEST_TIMEOUT))
-            .await
-            .expect("a request");
-        assert_eq!(resp.served_by(), name, "trial {i}");
-    }
+    writes_seen_at_once(&redis, proxy.addr(), host, [&a, &b], 20).await;
     let reads = calls(&redis, "lrange").await - before;
     assert!(reads >= 20, "{reads} LRANGE for 20 requests: each one read");
 }
