@@ -38,6 +38,22 @@ impl HttpsResp {
     }
 }
 
+/// A TLS client configuration that trusts `cert` alone.
+pub fn trusting(cert: &rustls::pki_types::CertificateDer<'_>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(cert.clone().into_owned())
+        .expect("trust the certificate");
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Arc::new(client)
+}
+
 impl HttpsProxy {
     pub async fn start(names: &[&str]) -> HttpsProxy {
         let redis = RedisServer::start();
@@ -54,21 +70,10 @@ impl HttpsProxy {
         config["https"] =
             json!({"bind": ["127.0.0.1"], "port": 0, "cert": cert_path, "key": key_path});
         let proxy = TestProxy::start_with(config).await;
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(cert.der().clone())
-            .expect("trust the certificate");
-        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
         HttpsProxy {
             redis,
             proxy,
-            client: Arc::new(client),
+            client: trusting(cert.der()),
             _certs: certs,
         }
     }

@@ -367,21 +367,10 @@ fn tls_files(dir: &Path) -> (String, String, Arc<rustls::ClientConfig>) {
     let key_path = dir.join("tls.key");
     std::fs::write(&cert_path, key.cert.pem()).expect("write cert");
     std::fs::write(&key_path, key.signing_key.serialize_pem()).expect("write key");
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(key.cert.der().clone())
-        .expect("trust the certificate");
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
     (
         cert_path.display().to_string(),
         key_path.display().to_string(),
-        Arc::new(client),
+        hipache_tests::https::trusting(key.cert.der()),
     )
 }
 

@@ -658,18 +658,7 @@ async fn tls_proxy(
         "cert": cert_path.display().to_string(), "key": key_path.display().to_string(),
     });
     let proxy = TestProxy::start_with(config).await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(key.cert.der().clone())
-        .expect("trust the certificate");
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    (proxy, dir, Arc::new(client))
+    (proxy, dir, hipache_tests::https::trusting(key.cert.der()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,6 +27,15 @@ fn rule(backend: &Backend, policies: Value) -> Value {
     json!({"backends": [{"url": backend.url()}], "policies": policies})
 }
 
+/// `host`'s document (named by its first label): one rule for every path,
+/// to `backend`, with these policies.
+async fn one_rule(redis: &RedisServer, host: &str, backend: &Backend, policies: Value) {
+    let id = host.split('.').next().unwrap_or(host);
+    redis
+        .set_routes(host, &document(id, json!([rule(backend, policies)])))
+        .await;
+}
+
 /// `GET path` on `host` from the (trusted) peer, with `X-Forwarded-For`
 /// lines as a proxy in front would send them.
 async fn get_forwarded_for(proxy: &TestProxy, host: &str, path: &str, xff: &[&str]) -> Resp {
@@ -92,18 +101,13 @@ async fn ip_allow_and_deny_lists_judge_the_client_address() {
 
     // An allow-list without loopback: 403 with the error page, whatever the
     // method, and the backend is never asked.
-    redis
-        .set_routes(
-            "closed.test",
-            &document(
-                "closed",
-                json!([rule(
-                    &closed,
-                    json!({"ipAllowList": ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]})
-                )]),
-            ),
-        )
-        .await;
+    one_rule(
+        &redis,
+        "closed.test",
+        &closed,
+        json!({"ipAllowList": ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]}),
+    )
+    .await;
     assert_refused(
         &get(&proxy, "closed.test", "/").await,
         "outside the allow-list",
@@ -134,32 +138,25 @@ async fn ip_allow_and_deny_lists_judge_the_client_address() {
     );
 
     // Loopback as a network, and as a bare address.
-    redis
-        .set_routes(
-            "open.test",
-            &document(
-                "open",
-                json!([rule(
-                    &open,
-                    json!({"ipAllowList": ["10.0.0.0/8", "127.0.0.0/8"]})
-                )]),
-            ),
-        )
-        .await;
+    one_rule(
+        &redis,
+        "open.test",
+        &open,
+        json!({"ipAllowList": ["10.0.0.0/8", "127.0.0.0/8"]}),
+    )
+    .await;
     assert_served(
         &get(&proxy, "open.test", "/").await,
         "open",
         "127.0.0.0/8 allowed",
     );
-    redis
-        .set_routes(
-            "single.test",
-            &document(
-                "single",
-                json!([rule(&single, json!({"ipAllowList": ["127.0.0.1"]}))]),
-            ),
-        )
-        .await;
+    one_rule(
+        &redis,
+        "single.test",
+        &single,
+        json!({"ipAllowList": ["127.0.0.1"]}),
+    )
+    .await;
     assert_served(
         &get(&proxy, "single.test", "/").await,
         "single",
@@ -167,12 +164,7 @@ async fn ip_allow_and_deny_lists_judge_the_client_address() {
     );
 
     // An empty allow-list lets nobody pass.
-    redis
-        .set_routes(
-            "nobody.test",
-            &document("nobody", json!([rule(&nobody, json!({"ipAllowList": []}))])),
-        )
-        .await;
+    one_rule(&redis, "nobody.test", &nobody, json!({"ipAllowList": []})).await;
     assert_refused(
         &get(&proxy, "nobody.test", "/").await,
         "an empty allow-list",
@@ -180,18 +172,13 @@ async fn ip_allow_and_deny_lists_judge_the_client_address() {
     assert_eq!(nobody.request_count(), 0);
 
     // The deny-list wins over the allow-list.
-    redis
-        .set_routes(
-            "denied.test",
-            &document(
-                "denied",
-                json!([rule(
-                    &denied,
-                    json!({"ipAllowList": ["127.0.0.0/8"], "ipDenyList": ["127.0.0.1/32"]})
-                )]),
-            ),
-        )
-        .await;
+    one_rule(
+        &redis,
+        "denied.test",
+        &denied,
+        json!({"ipAllowList": ["127.0.0.0/8"], "ipDenyList": ["127.0.0.1/32"]}),
+    )
+    .await;
     assert_refused(
         &get(&proxy, "denied.test", "/").await,
         "allowed, then denied",
@@ -199,32 +186,25 @@ async fn ip_allow_and_deny_lists_judge_the_client_address() {
     assert_eq!(denied.request_count(), 0);
 
     // A deny-list alone: others pass, a listed network does not.
-    redis
-        .set_routes(
-            "elsewhere.test",
-            &document(
-                "elsewhere",
-                json!([rule(
-                    &elsewhere,
-                    json!({"ipDenyList": ["10.0.0.0/8", "::1/128"]})
-                )]),
-            ),
-        )
-        .await;
+    one_rule(
+        &redis,
+        "elsewhere.test",
+        &elsewhere,
+        json!({"ipDenyList": ["10.0.0.0/8", "::1/128"]}),
+    )
+    .await;
     assert_served(
         &get(&proxy, "elsewhere.test", "/").await,
         "elsewhere",
         "not in the deny-list",
     );
-    redis
-        .set_routes(
-            "everyone.test",
-            &document(
-                "everyone",
-                json!([rule(&everyone, json!({"ipDenyList": ["0.0.0.0/0"]}))]),
-            ),
-        )
-        .await;
+    one_rule(
+        &redis,
+        "everyone.test",
+        &everyone,
+        json!({"ipDenyList": ["0.0.0.0/0"]}),
+    )
+    .await;
     assert_refused(&get(&proxy, "everyone.test", "/").await, "0.0.0.0/0 denied");
     assert_eq!(everyone.request_count(), 0);
 }
@@ -334,18 +314,13 @@ async fn host_wide_ip_lists_apply_to_every_rule_and_a_rules_own_replace_them() {
 async fn behind_a_trusted_proxy_the_rightmost_untrusted_forwarded_address_is_judged() {
     let (redis, proxy) = setup(json!({"trustedProxies": ["127.0.0.1/32"]})).await;
     let b = Backend::start("office").await;
-    redis
-        .set_routes(
-            "office.test",
-            &document(
-                "office",
-                json!([rule(
-                    &b,
-                    json!({"ipAllowList": ["203.0.113.0/24"], "ipDenyList": ["203.0.113.66"]})
-                )]),
-            ),
-        )
-        .await;
+    one_rule(
+        &redis,
+        "office.test",
+        &b,
+        json!({"ipAllowList": ["203.0.113.0/24"], "ipDenyList": ["203.0.113.66"]}),
+    )
+    .await;
 
     let named = |xff: &[&str]| format!("X-Forwarded-For {xff:?}");
     for xff in [
@@ -397,15 +372,13 @@ async fn behind_a_trusted_proxy_the_rightmost_untrusted_forwarded_address_is_jud
 
     // Without trustedProxies, a client's own X-Forwarded-For is ignored.
     let (redis, untrusting) = setup(json!({})).await;
-    redis
-        .set_routes(
-            "office.test",
-            &document(
-                "office",
-                json!([rule(&b, json!({"ipAllowList": ["203.0.113.0/24"]}))]),
-            ),
-        )
-        .await;
+    one_rule(
+        &redis,
+        "office.test",
+        &b,
+        json!({"ipAllowList": ["203.0.113.0/24"]}),
+    )
+    .await;
     let resp = get_forwarded_for(&untrusting, "office.test", "/", &["203.0.113.9"]).await;
     assert_refused(
         &resp,
@@ -422,15 +395,13 @@ async fn a_forwarded_entry_that_is_not_an_address_is_not_skipped() {
     // its address by sending an allowed one.
     let (redis, proxy) = setup(json!({"trustedProxies": ["127.0.0.1/32"]})).await;
     let b = Backend::start("office").await;
-    redis
-        .set_routes(
-            "office.test",
-            &document(
-                "office",
-                json!([rule(&b, json!({"ipAllowList": ["203.0.113.0/24"]}))]),
-            ),
-        )
-        .await;
+    one_rule(
+        &redis,
+        "office.test",
+        &b,
+        json!({"ipAllowList": ["203.0.113.0/24"]}),
+    )
+    .await;
     let mut let_through = Vec::new();
     for xff in [
         "203.0.113.9, unknown",
@@ -455,24 +426,19 @@ async fn a_forwarded_entry_that_is_not_an_address_is_not_skipped() {
 async fn cors_preflights_are_answered_by_the_proxy() {
     let (redis, proxy) = setup(json!({})).await;
     let b = Backend::start("api").await;
-    redis
-        .set_routes(
-            "api.test",
-            &document(
-                "api",
-                json!([rule(
-                    &b,
-                    json!({"cors": {
-                        "allowOrigins": ["https://app.example.com", "https://*.shop.example"],
-                        "allowMethods": ["GET", "PUT", "DELETE"],
-                        "allowHeaders": ["content-type", "x-requested-with"],
-                        "exposeHeaders": ["x-total-count"],
-                        "maxAge": 600
-                    }})
-                )]),
-            ),
-        )
-        .await;
+    one_rule(
+        &redis,
+        "api.test",
+        &b,
+        json!({"cors": {
+            "allowOrigins": ["https://app.example.com", "https://*.shop.example"],
+            "allowMethods": ["GET", "PUT", "DELETE"],
+            "allowHeaders": ["content-type", "x-requested-with"],
+            "exposeHeaders": ["x-total-count"],
+            "maxAge": 600
+        }}),
+    )
+    .await;
     let preflight = |origin: &str| {
         req(
             "OPTIONS",
@@ -587,18 +553,13 @@ async fn cors_preflights_are_answered_by_the_proxy() {
     assert_eq!(b.request_count(), 1);
 
     // Default methods when the filter names none.
-    redis
-        .set_routes(
-            "plain.test",
-            &document(
-                "plain",
-                json!([rule(
-                    &b,
-                    json!({"cors": {"allowOrigins": ["https://app.example.com"]}})
-                )]),
-            ),
-        )
-        .await;
+    one_rule(
+        &redis,
+        "plain.test",
+        &b,
+        json!({"cors": {"allowOrigins": ["https://app.example.com"]}}),
+    )
+    .await;
     let resp = send(
         &proxy,
         "preflight with default methods",
@@ -633,21 +594,16 @@ async fn cors_actual_requests_get_the_allow_origin_on_the_backends_answer() {
         .header("vary", "Accept-Encoding")
         .start()
         .await;
-    redis
-        .set_routes(
-            "api.test",
-            &document(
-                "api",
-                json!([rule(
-                    &b,
-                    json!({"cors": {
-                        "allowOrigins": ["https://app.example.com"],
-                        "exposeHeaders": ["x-total-count", "x-page"]
-                    }})
-                )]),
-            ),
-        )
-        .await;
+    one_rule(
+        &redis,
+        "api.test",
+        &b,
+        json!({"cors": {
+            "allowOrigins": ["https://app.example.com"],
+            "exposeHeaders": ["x-total-count", "x-page"]
+        }}),
+    )
+    .await;
     let resp = send(
         &proxy,
         "GET from an allowed origin",
@@ -701,15 +657,13 @@ async fn cors_actual_requests_get_the_allow_origin_on_the_backends_answer() {
     assert_eq!(b.request_count(), 3);
 
     // Any origin, without credentials: `*`.
-    redis
-        .set_routes(
-            "any.test",
-            &document(
-                "any",
-                json!([rule(&b, json!({"cors": {"allowOrigins": ["*"]}}))]),
-            ),
-        )
-        .await;
+    one_rule(
+        &redis,
+        "any.test",
+        &b,
+        json!({"cors": {"allowOrigins": ["*"]}}),
+    )
+    .await;
     let resp = send(
         &proxy,
         "GET from any origin",
@@ -729,22 +683,17 @@ async fn cors_actual_requests_get_the_allow_origin_on_the_backends_answer() {
 async fn cors_with_credentials_echoes_the_origin() {
     let (redis, proxy) = setup(json!({})).await;
     let b = Backend::start("api").await;
-    redis
-        .set_routes(
-            "creds.test",
-            &document(
-                "creds",
-                json!([rule(
-                    &b,
-                    json!({"cors": {
-                        "allowOrigins": ["*"],
-                        "allowHeaders": ["*"],
-                        "allowCredentials": true
-                    }})
-                )]),
-            ),
-        )
-        .await;
+    one_rule(
+        &redis,
+        "creds.test",
+        &b,
+        json!({"cors": {
+            "allowOrigins": ["*"],
+            "allowHeaders": ["*"],
+            "allowCredentials": true
+        }}),
+    )
+    .await;
     let origin = "https://app.example.com";
     let resp = send(
         &proxy,
@@ -872,12 +821,7 @@ async fn hsts_is_sent_over_https_only() {
 
     // A host without the policy: none over HTTPS either. With only maxAge:
     // max-age alone.
-    rig.redis
-        .set_routes(
-            "plain-host.test",
-            &document("plain-host", json!([rule(&b, json!({}))])),
-        )
-        .await;
+    one_rule(&rig.redis, "plain-host.test", &b, json!({})).await;
     let resp = rig.get("plain-host.test", "/").await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(
@@ -885,15 +829,13 @@ async fn hsts_is_sent_over_https_only() {
         None,
         "a host without hsts"
     );
-    rig.redis
-        .set_routes(
-            "plain-host.test",
-            &document(
-                "plain-host",
-                json!([rule(&b, json!({"hsts": {"maxAge": 600}}))]),
-            ),
-        )
-        .await;
+    one_rule(
+        &rig.redis,
+        "plain-host.test",
+        &b,
+        json!({"hsts": {"maxAge": 600}}),
+    )
+    .await;
     let resp = rig.get("plain-host.test", "/").await;
     assert_eq!(
         resp.header("strict-transport-security"),
@@ -1021,12 +963,7 @@ async fn security_headers_are_set_on_every_answer_the_proxys_own_included() {
     );
 
     // Another host keeps its answers as they are.
-    redis
-        .set_routes(
-            "other.test",
-            &document("other", json!([rule(&b, json!({}))])),
-        )
-        .await;
+    one_rule(&redis, "other.test", &b, json!({})).await;
     let resp = get(&proxy, "other.test", "/").await;
     assert_served(&resp, "app", "a host without the policy");
     assert_eq!(values(&resp.headers, "x-frame-options"), ["ALLOWALL"]);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use hipache_schema::Keys;
 use redis::aio::MultiplexedConnection;
-use redis::{PushInfo, PushKind, Value};
+use redis::{PushInfo, Value};
 
 use super::barrier::Barrier;
 use super::cache::{Mode, RouteCache};
@@ -123,14 +123,8 @@ impl Events for RouteEvents {
     fn lost(&self) {
         self.metrics.redis_connected.set(0);
     }
-
-    fn push(&self, push: PushInfo) {
-        // Invalidations are applied inline; anything else reaching here
-        // is of no use to routes.
-        if push.kind == PushKind::Invalidate {
-            invalidate(&push, &self.keys, &self.cache);
-        }
-    }
+    // No `push`: invalidations are applied inline, as the connection reads
+    // them (see `start`), and no other push concerns routes.
 }
 
 /// An invalidation push: the keys that changed, or nil after a flush.
