@@ -92,5 +92,5 @@ COPY --from=builder /out/hipache /usr/local/bin/hipache
 COPY packaging/docker/config.json /etc/hipache/config.json
 WORKDIR /etc/hipache
 USER 65532:65532
-EXPOSE 8080 8443 9090
+EXPOSE 8080 8443 10264
 ENTRYPOINT ["/usr/local/bin/hipache"]

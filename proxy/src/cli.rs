@@ -128,7 +128,7 @@ mod tests {
             "--https-port",
             "8443",
             "--admin",
-            "0.0.0.0:9090",
+            "0.0.0.0:10264",
             "--workers",
             "4",
             "--log-format",
@@ -139,7 +139,7 @@ mod tests {
         assert!(a.dry);
         assert_eq!(a.routes, Some(PathBuf::from("routes.yaml")));
         assert_eq!((a.http_port, a.https_port), (Some(8080), Some(8443)));
-        assert_eq!(a.admin.as_deref(), Some("0.0.0.0:9090"));
+        assert_eq!(a.admin.as_deref(), Some("0.0.0.0:10264"));
         assert_eq!(a.workers, Some(4));
         assert_eq!(a.log_format, LogFormat::Json);
     }

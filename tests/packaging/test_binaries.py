@@ -138,7 +138,7 @@ def test_image_default_config_is_accepted(tmp_path):
               cwd=tmp_path, timeout=30)
     assert res.returncode == 0, res.stderr
     effective = json.loads(res.stdout)
-    assert effective["server"]["adminAddress"] == "0.0.0.0:9090"
+    assert effective["server"]["adminAddress"] == "0.0.0.0:10264"
     assert effective["http"]["bind"][0]["port"] == 8080
 
 

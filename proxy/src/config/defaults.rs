@@ -109,8 +109,12 @@ pub const MAX_HEADER_SIZE: usize = 64 * 1024;
 pub const MAX_HEADERS: usize = 100;
 
 /// Admin listener (`/metrics`, `/healthz`, `/readyz`): loopback, so that
-/// metrics are not exposed by accident; in Kubernetes set `0.0.0.0:9090`.
-pub const ADMIN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9090);
+/// metrics are not exposed by accident; in Kubernetes set `0.0.0.0:10264`.
+/// Port 10264 because no common tool takes it: 9090 (the old default) is
+/// Prometheus's own port, 10254 is ingress-nginx's (which may run beside
+/// this proxy during a migration), 10250-10259 are the kubelet's,
+/// kube-proxy's and the control plane's.
+pub const ADMIN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 10264);
 
 /// How long SIGTERM waits for in-flight requests: Kubernetes' default
 /// termination grace period, so a pod drains before it is killed.

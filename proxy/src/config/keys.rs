@@ -718,7 +718,7 @@ fn read_admin_address(b: &mut Builder<'_>, key: &str, v: &Value) {
         Some(a) => b.cfg.admin = Some(a),
         None => {
             let what =
-                "\"ip:port\" (such as \"127.0.0.1:9090\" or \"[::]:9090\"), or null to disable";
+                "\"ip:port\" (such as \"127.0.0.1:10264\" or \"[::]:10264\"), or null to disable";
             b.ctx.expected(key, what, v);
         }
     }

@@ -420,7 +420,7 @@ impl Overrides {
                     Some(a) => o.admin = Some(Some(a)),
                     None => errors.push(ConfigError::new(
                         "--admin",
-                        format!("expected IP:PORT (such as 0.0.0.0:9090) or off, got {text:?}"),
+                        format!("expected IP:PORT (such as 0.0.0.0:10264) or off, got {text:?}"),
                     )),
                 }
             }

@@ -172,7 +172,7 @@ fn every_default() {
     assert_eq!(c.max_body_size, None);
     assert_eq!(c.max_header_size, 64 * 1024);
     assert_eq!(c.max_headers, 100);
-    assert_eq!(c.admin, Some(sa("127.0.0.1:9090")));
+    assert_eq!(c.admin, Some(sa("127.0.0.1:10264")));
     assert_eq!(c.drain_timeout, Duration::from_secs(30));
     assert_eq!(c.memory_limit, None);
 }
@@ -318,7 +318,7 @@ server:
   maxBodySize: 10MB
   trustedProxies: [10.0.0.0/8, 192.168.1.1, 'fd00::/8']
   routeCache: tracking
-  adminAddress: '[::]:9090'
+  adminAddress: '[::]:10264'
   accessLog: '-'
 ";
     // Auto-detection: not JSON, so YAML.
@@ -330,7 +330,7 @@ server:
     assert_eq!(c.trusted_proxies.len(), 3);
     assert_eq!(c.trusted_proxies[1].to_string(), "192.168.1.1/32");
     assert_eq!(c.route_cache, RouteCacheMode::Tracking);
-    assert_eq!(c.admin, Some(sa("[::]:9090")));
+    assert_eq!(c.admin, Some(sa("[::]:10264")));
     assert_eq!(c.access_log, Some(AccessLogTarget::Stdout));
 }
 
@@ -540,7 +540,7 @@ fn the_brief_errors_each_with_its_key() {
         ),
         (r#"{"server": {"routeCache": "lru"}}"#, "server.routeCache"),
         (
-            r#"{"server": {"adminAddress": "9090"}}"#,
+            r#"{"server": {"adminAddress": "10264"}}"#,
             "server.adminAddress",
         ),
         (
