@@ -1,10 +1,12 @@
 """The Dockerfile (no Docker engine here: it is checked, not built): its
-stages and final images, hadolint, .dockerignore, and that it builds
+stages and final images, base images pinned by digest, the cross-build
+from the build platform, hadolint, .dockerignore, and that it builds
 through scripts/build-release, the same command CI builds the tested
-binaries with."""
+binaries with (checked with a stand-in cargo that records its arguments)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import tomllib
@@ -14,6 +16,10 @@ from dockerfile_parse import DockerfileParser
 from helpers import ROOT, run, tool
 
 OCI_LABELS = ["title", "description", "source", "licenses", "version", "revision", "created"]
+DISTROLESS = "gcr.io/distroless/static-debian12:nonroot"
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+MUSL_TARGETS = {"amd64": "x86_64-unknown-linux-musl", "arm64": "aarch64-unknown-linux-musl"}
+FROM = re.compile(r"^(?:--platform=(\S+)\s+)?(\S+)(?:\s+AS\s+(\S+))?$", re.I)
 
 
 def parser() -> DockerfileParser:
@@ -27,12 +33,18 @@ def stages() -> dict[str, list[dict]]:
     current = None
     for ins in parser().structure:
         if ins["instruction"] == "FROM":
-            m = re.match(r"^(\S+)(?:\s+AS\s+(\S+))?$", ins["value"], re.I)
-            current = m.group(2) or m.group(1)
+            m = FROM.match(ins["value"])
+            current = m.group(3) or m.group(2)
             out[current] = []
         if current:
             out[current].append(ins)
     return out
+
+
+def base(stage: list[dict]) -> tuple[str | None, str]:
+    """(--platform, image) of a stage's FROM."""
+    m = FROM.match(stage[0]["value"])
+    return m.group(1), m.group(2)
 
 
 def shipped_binaries() -> set[str]:
@@ -47,16 +59,16 @@ def test_stages_and_targets():
     s = stages()
     assert list(s) == ["chef", "planner", "builder", "hipache-syncer", "hipache"], list(s)
     assert set(s) >= shipped_binaries(), "one target per binary"
-    base = [i["value"] for i in s["chef"] if i["instruction"] == "FROM"][0]
-    assert base.startswith("docker.io/library/rust:")
+    assert base(s["chef"])[1].startswith("docker.io/library/rust:")
 
 
 def test_final_images_are_minimal_non_root_and_labelled():
     s = stages()
     for name in ("hipache", "hipache-syncer"):
         ins = s[name]
-        base = ins[0]["value"].split()[0]
-        assert base == "gcr.io/distroless/static-debian12:nonroot", base
+        platform, image = base(ins)
+        assert image.startswith(DISTROLESS + "@"), image
+        assert platform is None, "the final images are of the target platform"
         users = [i["value"] for i in ins if i["instruction"] == "USER"]
         assert users and users[-1] == "65532:65532", "non-root numeric user (runAsNonRoot can check it)"
         entry = [i["value"] for i in ins if i["instruction"] == "ENTRYPOINT"]
@@ -99,7 +111,7 @@ def test_build_script_is_what_ci_builds_with():
     assert packages == {"hipache", "hipache-syncer"}
     assert "--locked" in words
     code = [l for l in script.splitlines() if not l.lstrip().startswith("#")]
-    builds = [l for l in code if "cargo build" in l]
+    builds = [l for l in code if re.search(r"\bcargo \"\$build\"", l)]
     cooks = [l for l in code if "cargo chef cook" in l]
     assert len(builds) == 1 and len(cooks) == 1, "one cargo command of each kind"
     assert '"${flags[@]}"' in builds[0] and '"${flags[@]}"' in cooks[0], "both with the same flags"
@@ -108,8 +120,8 @@ def test_build_script_is_what_ci_builds_with():
 
 
 def test_toolchain_is_new_enough():
-    arg = re.search(r"^ARG RUST_VERSION=(\d+)\.(\d+)", (ROOT / "Dockerfile").read_text(), re.M)
-    image = (int(arg.group(1)), int(arg.group(2)))
+    tag = re.match(r"docker\.io/library/rust:(\d+)\.(\d+)", base(stages()["chef"])[1])
+    image = (int(tag.group(1)), int(tag.group(2)))
     needed = []
     for manifest in ("Cargo.toml", "proxy/Cargo.toml", "syncer/Cargo.toml"):
         text = (ROOT / manifest).read_text()
@@ -159,3 +171,80 @@ def test_hadolint_is_a_real_check(tmp_path):
     bad.write_text("FROM debian:latest\nRUN cd /tmp && apt-get install curl\n")
     res = run([tool("hadolint"), "--no-color", str(bad)])
     assert res.returncode != 0
+
+
+def test_base_images_are_pinned_by_digest():
+    s = stages()
+    for name, ins in s.items():
+        _, image = base(ins)
+        if image in s:
+            continue  # a stage of this file
+        assert DIGEST.search(image), f"{name}: {image} is not pinned by digest"
+        assert ":" in image.split("@")[0], f"{name}: keep the tag beside the digest, to say what it was"
+    text = (ROOT / "Dockerfile").read_text()
+    assert "imagetools inspect" in text or "crane digest" in text, "say how to refresh the digests"
+
+
+def test_rust_stages_run_on_the_build_platform_and_cross_compile():
+    s = stages()
+    assert base(s["chef"])[0] == "$BUILDPLATFORM"
+    for name in ("planner", "builder"):
+        assert base(s[name])[1] == "chef", f"{name} builds on the chef stage, so on the build platform"
+    chef = " ".join(i["value"] for i in s["chef"] if i["instruction"] == "RUN")
+    assert "rustup target add" in chef
+    for target in MUSL_TARGETS.values():
+        assert target in chef, f"{target} installed"
+    assert "ziglang==" in chef and "cargo-zigbuild==" in chef, "zig and cargo-zigbuild, pinned"
+    builder = [i for i in s["builder"] if i["instruction"] in ("ARG", "RUN")]
+    args = {i["value"] for i in builder if i["instruction"] == "ARG"}
+    assert {"TARGETARCH", "BUILDARCH"} <= args
+    runs = [i["value"] for i in builder if i["instruction"] == "RUN"]
+    for arch, target in MUSL_TARGETS.items():
+        assert any(f"{arch}) echo {target}" in r for r in runs), f"TARGETARCH {arch} builds {target}"
+    builds = [r for r in runs if "scripts/build-release" in r]
+    assert len(builds) == 2 and all("HIPACHE_ZIGBUILD=1" in r and "CARGO_BUILD_TARGET=" in r for r in builds)
+    # A cross-built binary cannot run in the builder: only a native one is tried.
+    final = builds[-1]
+    assert re.search(r'if \[ "\$\{TARGETARCH[^"]*\}" = "\$\{BUILDARCH[^"]*\}" \]; then.*--version', final, re.S)
+
+
+def fake_cargo(tmp_path):
+    """A `cargo` that records its arguments, and the environment to run
+    scripts/build-release with it."""
+    log = tmp_path / "cargo.log"
+    cargo = tmp_path / "bin" / "cargo"
+    cargo.parent.mkdir()
+    cargo.write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    cargo.chmod(0o755)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "HIPACHE_PROFILE", "HIPACHE_ZIGBUILD")}
+    env["PATH"] = f"{cargo.parent}:{env['PATH']}"
+    return log, env
+
+
+def test_build_script_commands(tmp_path):
+    log, env = fake_cargo(tmp_path)
+    script = str(ROOT / "scripts/build-release")
+    common = "--locked --profile release -p hipache -p hipache-syncer"
+    cases = [
+        ({}, [], f"build {common} --bins", "target/release"),
+        ({}, ["--deps-only", "r.json"], f"chef cook --recipe-path r.json {common}", None),
+        ({"CARGO_BUILD_TARGET": "aarch64-unknown-linux-musl"}, [], f"build {common} --bins",
+         "target/aarch64-unknown-linux-musl/release"),
+        ({"CARGO_BUILD_TARGET": "aarch64-unknown-linux-musl", "HIPACHE_ZIGBUILD": "1"}, [],
+         f"zigbuild {common} --target aarch64-unknown-linux-musl --bins", "target/aarch64-unknown-linux-musl/release"),
+        ({"CARGO_BUILD_TARGET": "x86_64-unknown-linux-musl", "HIPACHE_ZIGBUILD": "1"}, ["--deps-only", "r.json"],
+         f"chef cook --zigbuild --recipe-path r.json {common} --target x86_64-unknown-linux-musl", None),
+        ({"HIPACHE_PROFILE": "dev"}, [], f"build --locked --profile dev -p hipache -p hipache-syncer --bins",
+         "target/debug"),
+    ]
+    for extra, args, want, out in cases:
+        log.unlink(missing_ok=True)
+        res = run([script, *args], env={**env, **extra})
+        assert res.returncode == 0, res.stderr
+        assert log.read_text().strip() == want, (extra, args)
+        if out:
+            assert res.stdout.strip() == out, (extra, res.stdout)
+    log.unlink(missing_ok=True)
+    res = run([script], env={**env, "HIPACHE_ZIGBUILD": "yes"})
+    assert res.returncode == 2 and not log.exists(), "a misspelt switch is refused, not ignored"
