@@ -2,7 +2,7 @@
 //!
 //! Four reflectors (IngressClass, Ingress, Service, EndpointSlice) keep
 //! in-memory stores; kube-runtime's watcher re-lists after a `410 Gone` or
-//! a dropped connection (with backoff) and swaps the store atomically when
+//! a dropped connection (with a backoff capped at a few seconds) and swaps the store atomically when
 //! the list is complete. Every change wakes the reconcile loop, which
 //! (after a short debounce that folds bursts into one pass) recomputes the
 //! whole desired state purely ([`crate::desired::compute`]) and lets the
@@ -21,6 +21,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store as Reader};
+use kube::runtime::utils::ResetTimerBackoff;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -37,6 +38,31 @@ use crate::store::{self, ApplyReport, Store};
 /// Backoff after a failed Redis pass: first retry, and the ceiling.
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// A watch's first pause after an error, and its ceiling before jitter.
+/// Each pause is lengthened by a random 0-100% (watchers of one syncer, and
+/// syncers of several clusters, do not retry in step), so no pause exceeds
+/// twice [`WATCH_RETRY_MAX`]. kube-runtime's default grows to 30 s (60 s
+/// with its jitter): after an API server restart, changes reached Redis
+/// 20-30 s after the server was back. The API server is this controller's one source, and a
+/// watch is one request per resource: a few seconds of ceiling is kind
+/// enough to it and keeps the routes current.
+const WATCH_RETRY_MIN: Duration = Duration::from_millis(250);
+const WATCH_RETRY_MAX: Duration = Duration::from_secs(2);
+/// A watch that ran this long without error starts again from the first
+/// pause (kube-runtime's default).
+const WATCH_RETRY_RESET: Duration = Duration::from_secs(120);
+
+/// The backoff of every watch: see [`WATCH_RETRY_MAX`].
+fn watch_backoff() -> ResetTimerBackoff<watcher::ExponentialBackoff> {
+    let exponential = backon::ExponentialBuilder::default()
+        .with_min_delay(WATCH_RETRY_MIN)
+        .with_max_delay(WATCH_RETRY_MAX)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    ResetTimerBackoff::new(exponential.into(), WATCH_RETRY_RESET)
+}
 
 /// The stores the reflectors fill.
 #[derive(Clone)]
@@ -77,7 +103,7 @@ impl Reflectors<'_> {
     {
         let (reader, writer) = reflector::store::<K>();
         let stream = watcher(api, cfg)
-            .default_backoff()
+            .backoff(watch_backoff())
             // Managed fields are never read: do not keep them in memory.
             .modify(|o: &mut K| o.meta_mut().managed_fields = None)
             .reflect(writer);
