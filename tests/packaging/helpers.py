@@ -45,6 +45,7 @@ MATRIX: dict[str, str | None] = {
     "namespaced-syncer": "namespaced-syncer-values.yaml",
     "minimal": "minimal-values.yaml",
     "redis-users": "redis-users-values.yaml",
+    "gitops": "gitops-values.yaml",
 }
 
 # Objects whose content is random at each render (generated passwords and
@@ -244,8 +245,9 @@ DEPLOY_HEADER = """\
 # `scripts/check-packaging --update` (release "hipache", namespace "hipache").
 # Do not edit: change the chart, then regenerate; CI fails when this file
 # and a fresh render differ. Left out (random at each render): the generated
-# Secret of the Redis users' passwords; create it first (README.md, "With
-# kubectl").
+# Secrets of the Redis users' passwords (hipache-redis) and of the default
+# TLS certificate (hipache-default-tls, type kubernetes.io/tls); create them
+# first (README.md, "With kubectl").
 """
 
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from helpers import (
-    CHART, KUBE_VERSIONS, MATRIX, ROOT, find, helm_args, one, render, run, tool,
+    CHART, KUBE_VERSIONS, MATRIX, ROOT, find, helm_args, is_generated, one, render, run, tool,
 )
 
 CASES = list(MATRIX.items())
@@ -203,7 +203,12 @@ def test_values_reach_the_objects():
     assert one(d, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
     svc = one(d, "Service", "hipache")
     assert svc["spec"]["type"] == "LoadBalancer"
-    assert [p["name"] for p in svc["spec"]["ports"]] == ["http"]
+    # HTTPS is on by default: Ingress tls: sections are served.
+    assert [(p["name"], p["port"]) for p in svc["spec"]["ports"]] == [("http", 80), ("https", 443)]
+    assert one(d, "Secret", "hipache-default-tls")["type"] == "kubernetes.io/tls"
+    config = yaml.safe_load(one(d, "ConfigMap", "hipache")["data"]["config.yaml"])
+    assert config["https"]["cert"] == "/etc/hipache/tls/tls.crt"
+    assert "httpsRedirect" not in config["server"]
     ic = one(d, "IngressClass")
     assert ic["spec"]["controller"] == "hipache.io/ingress-controller"
     assert "annotations" not in ic["metadata"]
@@ -258,7 +263,9 @@ def test_values_reach_the_objects():
     m = render(MATRIX["minimal"])
     assert not find(m, "Deployment", "hipache-syncer") and not find(m, "IngressClass")
     assert not find(m, "ClusterRole") and not find(m, "PodDisruptionBudget") and not find(m, "Secret")
-    assert yaml.safe_load(one(m, "ConfigMap", "hipache")["data"]["config.yaml"])["server"]["accessLog"] is False
+    config = yaml.safe_load(one(m, "ConfigMap", "hipache")["data"]["config.yaml"])
+    assert config["server"]["accessLog"] is False and "https" not in config
+    assert [p["name"] for p in one(m, "Service", "hipache")["spec"]["ports"]] == ["http"]
 
 
 def env_of(c):
@@ -282,7 +289,7 @@ def test_redis_password_comes_from_a_secret_never_the_spec():
     assert redis_env["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"] == {"name": "hipache-redis", "key": "admin-password"}
 
     e = render(MATRIX["external-redis"])
-    assert not find(e, "StatefulSet") and not find(e, "Secret")
+    assert not find(e, "StatefulSet") and not find(e, "Secret", "hipache-redis")
     env = env_of(container(one(e, "Deployment", "hipache"), "hipache"))
     assert env["HIPACHE_DRIVER"]["value"] == "rediss://hipache:@redis.example.internal:6380/2#tenant1"
     assert env["HIPACHE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "redis-credentials", "key": "password"}
@@ -327,7 +334,7 @@ WRONG_VALUES = [
     (["proxy.config.routeCache=lru"], "/proxy/config/routeCache"),
     (["proxy.config.workers=4"], "workers"),
     (["proxy.errorPages.enabled=true", "proxy.errorPages.pages.oops\\.html=x"], "oops.html"),
-    (["proxy.https.redirect=true"], "proxy.https.redirect"),
+    (["proxy.https.enabled=false", "proxy.https.redirect=true"], "proxy.https.redirect"),
     (["proxy.kind=DaemonSet", "proxy.autoscaling.enabled=true"], "proxy.autoscaling.enabled"),
     (["syncer.backendMode=nodeport"], "/syncer/backendMode"),
     (["syncer.ha.replicas=1"], "/syncer/ha/replicas"),
@@ -360,6 +367,62 @@ def test_wrong_values_are_rejected_with_a_clear_message(sets, needle):
     res = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert res.returncode != 0, f"accepted: {sets}"
     assert needle in res.stderr, res.stderr
+
+
+def helm_template_twice(values_file):
+    """Two independent renders (no cache), as a GitOps tool makes them."""
+    out = []
+    for _ in range(2):
+        res = run([tool("helm"), "template", "hipache", str(CHART), "--namespace", "hipache"]
+                  + helm_args(values_file))
+        assert res.returncode == 0, res.stderr
+        out.append(res.stdout)
+    return out
+
+
+def test_gitops_values_render_no_generated_secret_and_are_stable():
+    first, second = helm_template_twice(MATRIX["gitops"])
+    assert first == second, "two renders with the existing-Secret values differ"
+    objs = render(MATRIX["gitops"])
+    assert not [o for o in objs if is_generated(o)]
+    assert not find(objs, "Secret"), "with every existing Secret named, the chart renders none"
+    proxy = proxy_workload(objs)
+    vol = next(v for v in proxy["spec"]["template"]["spec"]["volumes"] if v["name"] == "default-tls")
+    assert vol["secret"]["secretName"] == "hipache-default-certificate"
+    env = env_of(container(proxy, "hipache"))
+    assert env["HIPACHE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "hipache-redis-users",
+                                                                           "key": "proxy-password"}
+    redis = one(objs, "StatefulSet", "hipache-redis")
+    users = next(v for v in redis["spec"]["template"]["spec"]["volumes"] if v["name"] == "users")
+    assert users["projected"]["sources"][0]["secret"]["name"] == "hipache-redis-users"
+    # The comparison can fail: the defaults generate passwords and a
+    # certificate anew at each render.
+    first, second = helm_template_twice(None)
+    assert first != second
+    assert {o["metadata"]["name"] for o in render(None) if is_generated(o)} == {"hipache-redis", "hipache-default-tls"}
+
+
+def install_notes(*sets: str, values_file: str | None = None) -> str:
+    args = [tool("helm"), "install", "hipache", str(CHART), "--dry-run=client", "--namespace", "hipache"]
+    res = run(args + helm_args(values_file, sets))
+    assert res.returncode == 0, res.stderr
+    return res.stdout.partition("NOTES:")[2]
+
+
+def test_notes_tell_gitops_users_to_name_existing_secrets():
+    notes = install_notes()
+    assert "GitOps users must" in notes
+    assert "Secret hipache-redis (Redis passwords): set redis.auth.existingSecret" in notes
+    assert "Secret hipache-default-tls (default certificate): set proxy.https.defaultCertificateSecret" in notes
+    notes = install_notes("redis.auth.existingSecret=mine")
+    assert "GitOps users must" in notes and "redis.auth.existingSecret" not in notes
+    assert "GitOps" not in install_notes(values_file=MATRIX["gitops"])
+
+
+def test_notes_are_loud_when_https_is_disabled():
+    assert "tls: sections will not be served" not in install_notes()
+    notes = install_notes("proxy.https.enabled=false")
+    assert "WARNING: HTTPS is disabled" in notes and "Ingress tls: sections will not be served" in notes
 
 
 def test_notes_tell_how_to_reach_the_proxy_and_add_an_ingress():

@@ -261,6 +261,21 @@ users.acl: |
 {{- add (int .Values.proxy.preStopSleepSeconds) (int .Values.proxy.drainTimeout) 5 -}}
 {{- end -}}
 
+{{/*
+Secrets the chart generates (random content, kept across `helm upgrade` by
+`lookup`): "true" or empty. Rendered offline (`helm template`, as Argo CD
+and Flux do), `lookup` finds nothing and they change at every render; the
+existing-Secret values avoid them (README, "GitOps").
+*/}}
+{{- define "hipache.generatesRedisSecret" -}}
+{{- $r := .Values.redis -}}
+{{- if and (eq $r.mode "internal") $r.auth.enabled (not $r.auth.existingSecret) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "hipache.generatesTlsSecret" -}}
+{{- if and .Values.proxy.https.enabled (not .Values.proxy.https.defaultCertificateSecret) -}}true{{- end -}}
+{{- end -}}
+
 {{/* The proxy's default-certificate Secret (when HTTPS is on). */}}
 {{- define "hipache.tlsSecretName" -}}
 {{- default (printf "%s-default-tls" (include "hipache.fullname" .)) .Values.proxy.https.defaultCertificateSecret -}}
