@@ -1,6 +1,14 @@
 //! The admin listener, separate from traffic: `/metrics` (Prometheus text
 //! format), `/healthz` (the process is alive) and `/readyz` (listeners
-//! bound, routes readable, not draining).
+//! bound, not draining).
+//!
+//! Readiness does not depend on Redis: a proxy that cannot read routes
+//! answers what every proxy of the fleet answers then (the last known route
+//! of a host it has seen, a fast 503 for one it has not), so keeping it out
+//! of the Service would only move its share of clients onto the others, and
+//! during a Redis outage it would keep new replicas (an autoscaler's, a
+//! rollout's) from ever becoming ready. `hipache_redis_connected` and its
+//! alert report the outage instead.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,8 +87,6 @@ fn answer(
         "/readyz" => {
             if draining.load(Ordering::Acquire) {
                 text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-            } else if !store.is_ready() {
-                text(StatusCode::SERVICE_UNAVAILABLE, "routes not readable\n")
             } else {
                 text(StatusCode::OK, "ready\n")
             }

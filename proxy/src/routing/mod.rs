@@ -100,14 +100,6 @@ impl RouteStore {
         }
     }
 
-    /// Whether routes can be read (for readiness).
-    pub fn is_ready(&self) -> bool {
-        match self {
-            RouteStore::Redis(s) => s.is_ready(),
-            RouteStore::File(_) => true,
-        }
-    }
-
     /// Records a dead backend. Never waits: the write happens in the
     /// background.
     pub fn mark_dead(&self, mark: DeadMark) {

@@ -227,11 +227,6 @@ impl RedisStore {
         })
     }
 
-    /// Routes are readable: Redis is connected, or known routes are cached.
-    pub fn is_ready(&self) -> bool {
-        self.read.link().is_connected() || !self.cache.is_empty()
-    }
-
     /// Updates gauges that are read rather than counted.
     pub fn refresh_gauges(&self) {
         self.metrics.cache_entries.set(self.cache.len() as i64);
