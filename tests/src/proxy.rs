@@ -235,7 +235,15 @@ impl ProxyProcess {
     /// temporary file, starts the binary on it and waits until it answers
     /// `Host: __ping__`. Retries on another port when the bind fails.
     pub async fn start(driver: &str, server_extra: Value) -> ProxyProcess {
-        Self::start_config(driver, server_extra, Value::Null, true).await
+        Self::start_config(driver, server_extra, Value::Null, true, &[]).await
+    }
+
+    /// Like [`ProxyProcess::start`], with the `server` keys named in
+    /// `defaults` left out of the config, so that the binary's own defaults
+    /// apply (the harness otherwise turns the admin listener and the access
+    /// log off).
+    pub async fn start_with_defaults(driver: &str, defaults: &[&str]) -> ProxyProcess {
+        Self::start_config(driver, Value::Null, Value::Null, true, defaults).await
     }
 
     /// Like [`ProxyProcess::start`] as a master with `workers` worker
@@ -258,7 +266,7 @@ impl ProxyProcess {
         extra
             .entry("adminAddress")
             .or_insert_with(|| json!(format!("127.0.0.1:{}", free_port())));
-        Self::start_config(driver, Value::Object(extra), top_extra, false).await
+        Self::start_config(driver, Value::Object(extra), top_extra, false, &[]).await
     }
 
     async fn start_config(
@@ -266,6 +274,7 @@ impl ProxyProcess {
         server_extra: Value,
         top_extra: Value,
         single: bool,
+        defaults: &[&str],
     ) -> ProxyProcess {
         let binary = binary_path();
         let dir = tempfile::tempdir().expect("temporary directory for the proxy config");
@@ -277,6 +286,9 @@ impl ProxyProcess {
             if let Some(server) = config["server"].as_object_mut() {
                 if single {
                     server.entry("workers").or_insert(json!(0));
+                }
+                for key in defaults {
+                    server.remove(*key);
                 }
             }
             if let (Some(top), Value::Object(extra)) = (config.as_object_mut(), &top_extra) {

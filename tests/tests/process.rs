@@ -448,3 +448,24 @@ async fn single_process_above_the_memory_limit_drains_and_exits_0() {
         proxy.output()
     );
 }
+
+/// The admin listener's default port is one no common tool takes: a
+/// Prometheus (or anything else) on 9090, the earlier default, does not keep
+/// the proxy from starting, and `/healthz` answers on 127.0.0.1:10264.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_listener_defaults_to_port_10264_beside_a_server_on_9090() {
+    // Taken here unless something on this machine already holds it; either
+    // way the port is busy while the proxy starts.
+    let _prometheus_port = std::net::TcpListener::bind("127.0.0.1:9090");
+    let (redis, _backend) = backend_and_routes("app.test").await;
+    let proxy = ProxyProcess::start_with_defaults(&redis.url(), &["adminAddress"]).await;
+    let admin = SocketAddr::from(([127, 0, 0, 1], 10264));
+    let health = admin_get(admin, "/healthz").await;
+    assert_eq!(health.status, 200, "{}", proxy.output());
+    let metrics = admin_get(admin, "/metrics").await;
+    assert!(
+        metrics.text().contains("hipache_build_info"),
+        "{}",
+        metrics.text()
+    );
+}
