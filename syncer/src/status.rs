@@ -121,13 +121,11 @@ pub async fn run(inputs: Inputs) {
         shutdown,
     } = inputs;
     let mut events = Events {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.to_owned(),
-                instance: Some(identity),
-            },
-        ),
+        client: client.clone(),
+        reporter: Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: Some(identity),
+        },
         ingresses: ingresses.clone(),
         metrics: metrics.clone(),
         reported: BTreeSet::new(),
@@ -164,7 +162,8 @@ pub async fn run(inputs: Inputs) {
 
 /// Warning Events on reported Ingresses.
 struct Events {
-    recorder: Recorder,
+    client: Client,
+    reporter: Reporter,
     ingresses: Store<Ingress>,
     metrics: Metrics,
     /// Problems published in this term.
@@ -195,7 +194,13 @@ impl Events {
                 action: "Sync".to_owned(),
                 secondary: None,
             };
-            match self.recorder.publish(&ev, &ing.object_ref(&())).await {
+            // A recorder of its own per Event: kube-runtime's recorder folds
+            // Events of one object and reason into one series and keeps the
+            // first note, so a second foreign host of an Ingress would only
+            // bump the count of the first's Event. Each problem is published
+            // once per term here already; a series adds nothing.
+            let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+            match recorder.publish(&ev, &ing.object_ref(&())).await {
                 Ok(()) => {
                     self.metrics.events.inc();
                     self.reported.insert(r.clone());

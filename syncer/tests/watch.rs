@@ -201,6 +201,14 @@ async fn invalid_and_foreign_are_reported_and_never_stop_others() {
             "http://192.168.0.42:80",
         ])
         .await;
+    let _: i64 = redis
+        .cli(&[
+            "RPUSH",
+            "frontend:shop.tenant.com",
+            "myshop",
+            "http://192.168.0.43:80",
+        ])
+        .await;
     let api = FakeApi::start().await;
     seed(&api);
     api.apply(
@@ -212,6 +220,8 @@ async fn invalid_and_foreign_are_reported_and_never_stop_others() {
     api.apply(
         ingress("ns", "greedy")
             .host("tenant.com")
+            .path("/", "Prefix", "web", 80)
+            .host("shop.tenant.com")
             .path("/", "Prefix", "web", 80)
             .build(),
     );
@@ -236,7 +246,7 @@ async fn invalid_and_foreign_are_reported_and_never_stop_others() {
         ["mywebsite", "http://192.168.0.42:80"]
     );
     assert!(redis.list("frontend:n.com").await.is_empty());
-    let reasons = until("three warning events", DEADLINE, || async {
+    let reasons = until("four warning events", DEADLINE, || async {
         let mut r: Vec<String> = api
             .list("events")
             .iter()
@@ -249,7 +259,7 @@ async fn invalid_and_foreign_are_reported_and_never_stop_others() {
             })
             .collect();
         r.sort();
-        (r.len() >= 3).then_some(r)
+        (r.len() >= 4).then_some(r)
     })
     .await;
     assert_eq!(
@@ -257,9 +267,20 @@ async fn invalid_and_foreign_are_reported_and_never_stop_others() {
         [
             "bad:InvalidIngress",
             "greedy:HostOwnedElsewhere",
+            "greedy:HostOwnedElsewhere",
             "newer:HostConflict"
         ]
     );
+    // One Event per foreign host, each naming its host.
+    let mut notes: Vec<String> = api
+        .list("events")
+        .iter()
+        .filter(|e| e["reason"] == "HostOwnedElsewhere")
+        .map(|e| e["note"].as_str().unwrap_or("").to_owned())
+        .collect();
+    notes.sort();
+    assert!(notes[0].contains("host shop.tenant.com "), "{notes:?}");
+    assert!(notes[1].contains("host tenant.com "), "{notes:?}");
     // Status: published on our valid Ingresses, not on others.
     until("status of ns/site", DEADLINE, || async {
         let ing = api.get("ingresses", "ns", "site")?;
