@@ -46,6 +46,7 @@ MATRIX: dict[str, str | None] = {
     "minimal": "minimal-values.yaml",
     "redis-users": "redis-users-values.yaml",
     "gitops": "gitops-values.yaml",
+    "openshift": "openshift-values.yaml",
 }
 
 # Objects whose content is random at each render (generated passwords and
@@ -95,8 +96,9 @@ def helm_args(values_file: str | None, sets: tuple[str, ...] = ()) -> list[str]:
 
 
 @functools.lru_cache(maxsize=None)
-def render_text(values_file: str | None, sets: tuple[str, ...] = ()) -> str:
-    res = run([tool("helm"), "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+def render_text(values_file: str | None, sets: tuple[str, ...] = (), release: str = RELEASE,
+                namespace: str = NAMESPACE) -> str:
+    res = run([tool("helm"), "template", release, str(CHART), "--namespace", namespace]
               + helm_args(values_file, sets))
     if res.returncode != 0:
         raise AssertionError(f"helm template failed:\n{res.stderr}")
@@ -104,13 +106,16 @@ def render_text(values_file: str | None, sets: tuple[str, ...] = ()) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _render(values_file: str | None, sets: tuple[str, ...] = ()) -> tuple:
-    return tuple(d for d in yaml.safe_load_all(render_text(values_file, sets)) if d)
+def _render(values_file: str | None, sets: tuple[str, ...] = (), release: str = RELEASE,
+            namespace: str = NAMESPACE) -> tuple:
+    return tuple(d for d in yaml.safe_load_all(render_text(values_file, sets, release, namespace)) if d)
 
 
-def render(values_file: str | None, sets: tuple[str, ...] = ()) -> list[dict]:
-    """The rendered objects (deep copies: tests may change them)."""
-    return json.loads(json.dumps(list(_render(values_file, sets))))
+def render(values_file: str | None, sets: tuple[str, ...] = (), release: str = RELEASE,
+           namespace: str = NAMESPACE) -> list[dict]:
+    """The rendered objects (deep copies: tests may change them), of
+    release `release` in `namespace`."""
+    return json.loads(json.dumps(list(_render(values_file, sets, release, namespace))))
 
 
 def find(objs: list[dict], kind: str, name: str | None = None) -> list[dict]:

@@ -47,6 +47,16 @@ def test_objects_validate_against_kubernetes_schemas(name, values):
 
 # Structural schemas of the two Prometheus Operator CRDs we render (their
 # OpenAPI schemas are not part of Kubernetes'): the fields we use, required.
+RELABEL_CONFIGS = {"type": "array", "items": {
+    "type": "object", "additionalProperties": False,
+    "properties": {"sourceLabels": {"type": "array", "items": {"type": "string"}},
+                   "separator": {"type": "string"}, "targetLabel": {"type": "string"},
+                   "regex": {"type": "string"}, "modulus": {"type": "integer"},
+                   "replacement": {"type": "string"},
+                   "action": {"enum": ["replace", "Replace", "keep", "Keep", "drop", "Drop", "hashmod", "HashMod",
+                                       "labelmap", "LabelMap", "labeldrop", "LabelDrop", "labelkeep", "LabelKeep",
+                                       "lowercase", "Lowercase", "uppercase", "Uppercase", "keepequal",
+                                       "KeepEqual", "dropequal", "DropEqual"]}}}}
 SERVICE_MONITOR = {
     "type": "object",
     "required": ["apiVersion", "kind", "metadata", "spec"],
@@ -67,7 +77,8 @@ SERVICE_MONITOR = {
                 "endpoints": {"type": "array", "minItems": 1, "items": {
                     "type": "object", "additionalProperties": False, "required": ["port"],
                     "properties": {"port": {"type": "string"}, "path": {"type": "string"},
-                                   "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"}}}},
+                                   "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                                   "relabelings": RELABEL_CONFIGS, "metricRelabelings": RELABEL_CONFIGS}}},
             },
         },
     },
@@ -432,3 +443,211 @@ def test_notes_tell_how_to_reach_the_proxy_and_add_an_ingress():
     res = run([tool("helm"), "install", "hipache", str(CHART), "--dry-run=client", "--namespace", "hipache"])
     assert res.returncode == 0, res.stderr
     assert "kubectl create ingress hello --class=hipache" in res.stdout
+
+
+# --- values operators expect ---------------------------------------------------
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def image_of(objs, kind, name, cname):
+    return container(one(objs, kind, name), cname)["image"]
+
+
+def test_images_have_registry_tag_and_digest():
+    d = render(None)
+    assert image_of(d, "Deployment", "hipache", "hipache") == "ghcr.io/hipache/hipache:0.1.0"
+    assert image_of(d, "Deployment", "hipache-syncer", "hipache-syncer") == "ghcr.io/hipache/hipache-syncer:0.1.0"
+    # The internal Redis is pinned to an exact version, not a moving tag.
+    assert re.fullmatch(r"docker\.io/library/redis:\d+\.\d+\.\d+-alpine",
+                        image_of(d, "StatefulSet", "hipache-redis", "redis"))
+    m = render(None, ("proxy.image.registry=mirror.example:5000", "proxy.image.tag=1.2.3",
+                      f"syncer.image.digest={DIGEST}", "syncer.image.tag=1.2.3",
+                      "redis.image.registry=", "redis.image.repository=mirror.example/redis",
+                      f"redis.image.digest={DIGEST}"))
+    assert image_of(m, "Deployment", "hipache", "hipache") == "mirror.example:5000/hipache/hipache:1.2.3"
+    # The digest wins over the tag.
+    assert image_of(m, "Deployment", "hipache-syncer", "hipache-syncer") == f"ghcr.io/hipache/hipache-syncer@{DIGEST}"
+    assert image_of(m, "StatefulSet", "hipache-redis", "redis") == f"mirror.example/redis@{DIGEST}"
+
+
+def test_valkey_flavor_switches_the_image_and_the_binaries():
+    v = render(None, ("redis.flavor=valkey",))
+    c = container(one(v, "StatefulSet", "hipache-redis"), "redis")
+    assert re.fullmatch(r"docker\.io/valkey/valkey:\d+\.\d+\.\d+-alpine", c["image"])
+    script = c["command"][2]
+    assert "exec valkey-server /etc/redis/redis.conf" in script and "redis-server" not in script
+    assert c["readinessProbe"]["exec"]["command"][2].startswith("valkey-cli --user admin ")
+    assert {"REDISCLI_AUTH", "VALKEYCLI_AUTH"} <= set(env_of(c))
+    # The same configuration and ACL users as Redis.
+    d = render(None)
+    assert one(v, "ConfigMap", "hipache-redis")["data"] == one(d, "ConfigMap", "hipache-redis")["data"]
+    res = run([tool("helm"), "install", "hipache", str(CHART), "--dry-run=client", "--namespace", "hipache",
+               "--set", "redis.flavor=valkey"])
+    assert "valkey-cli --user admin rpush" in res.stdout
+
+
+def redis_conf(objs) -> list[str]:
+    return one(objs, "ConfigMap", "hipache-redis")["data"]["redis.conf"].splitlines()
+
+
+def test_redis_maxmemory_is_under_the_memory_limit_and_never_evicts():
+    conf = redis_conf(render(None))
+    # 75 % of the default 512Mi limit.
+    assert "maxmemory 402653184" in conf and "maxmemory-policy noeviction" in conf
+    conf = redis_conf(render(None, ("redis.resources.limits.memory=2Gi", "redis.maxmemoryPercent=50")))
+    assert "maxmemory 1073741824" in conf
+    conf = redis_conf(render(None, ("redis.maxmemory=100mb",)))
+    assert "maxmemory 100mb" in conf and "maxmemory-policy noeviction" in conf
+    for sets in (("redis.maxmemoryPercent=0",), ("redis.resources.limits=null",)):
+        assert not [line for line in redis_conf(render(None, sets)) if "maxmemory" in line], sets
+
+
+def test_extra_args_and_volumes_reach_both_binaries():
+    objs = render(None, ("proxy.extraArgs={--flag-a,--flag-b=1}", "syncer.extraArgs={--log-json}",
+                         "proxy.extraVolumes[0].name=ca", "proxy.extraVolumes[0].secret.secretName=redis-ca",
+                         "proxy.extraVolumeMounts[0].name=ca", "proxy.extraVolumeMounts[0].mountPath=/etc/ca",
+                         "syncer.extraVolumes[0].name=ca", "syncer.extraVolumes[0].secret.secretName=redis-ca",
+                         "syncer.extraVolumeMounts[0].name=ca", "syncer.extraVolumeMounts[0].mountPath=/etc/ca"))
+    proxy = container(one(objs, "Deployment", "hipache"), "hipache")
+    assert proxy["args"][-2:] == ["--flag-a", "--flag-b=1"]
+    assert proxy["args"][0] == "--config=/etc/hipache/config.yaml"
+    syncer_d = one(objs, "Deployment", "hipache-syncer")
+    syncer = container(syncer_d, "hipache-syncer")
+    assert syncer["args"][-1] == "--log-json"
+    for w, c in ((one(objs, "Deployment", "hipache"), proxy), (syncer_d, syncer)):
+        assert {"name": "ca", "secret": {"secretName": "redis-ca"}} in w["spec"]["template"]["spec"]["volumes"]
+        assert {"name": "ca", "mountPath": "/etc/ca"} in c["volumeMounts"]
+    assert "volumes" not in one(render(None), "Deployment", "hipache-syncer")["spec"]["template"]["spec"]
+
+
+def render_values(tmp_path, values: dict) -> list[dict]:
+    """The objects rendered with `values` (a values file of its own, for
+    what --set cannot spell)."""
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    res = run([tool("helm"), "template", "hipache", str(CHART), "--namespace", "hipache", "-f", str(path)])
+    assert res.returncode == 0, res.stderr
+    return [d for d in yaml.safe_load_all(res.stdout) if d]
+
+
+def test_extra_objects_are_rendered_with_tpl(tmp_path):
+    objs = render_values(tmp_path, {"extraObjects": [
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": '{{ include "hipache.fullname" . }}-extra', "namespace": "{{ .Release.Namespace }}"}},
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ .Release.Name }}-raw\n",
+    ]})
+    cm = one(objs, "ConfigMap", "hipache-extra")
+    assert cm["metadata"]["namespace"] == "hipache"
+    assert one(objs, "Secret", "hipache-raw")["apiVersion"] == "v1"
+
+
+def pod_spec(objs, kind, name):
+    return one(objs, kind, name)["spec"]["template"]["spec"]
+
+
+WORKLOADS = (("Deployment", "hipache", "hipache"), ("Deployment", "hipache-syncer", "hipache-syncer"),
+             ("StatefulSet", "hipache-redis", "redis"))
+
+
+def test_security_contexts_are_values():
+    d = render(None)
+    uids = {name: pod_spec(d, kind, name)["securityContext"].get("runAsUser") for kind, name, _ in WORKLOADS}
+    assert uids == {"hipache": 65532, "hipache-syncer": 65532, "hipache-redis": 999}
+    objs = render(None, ("proxy.podSecurityContext.runAsUser=1000", "proxy.podSecurityContext.supplementalGroups={2000}",
+                         "syncer.securityContext.readOnlyRootFilesystem=false",
+                         "redis.securityContext.capabilities=null"))
+    proxy = pod_spec(objs, "Deployment", "hipache")["securityContext"]
+    assert proxy["runAsUser"] == 1000 and proxy["runAsNonRoot"] is True and proxy["supplementalGroups"] == [2000]
+    assert container(one(objs, "Deployment", "hipache-syncer"), "hipache-syncer")["securityContext"]["readOnlyRootFilesystem"] is False
+    assert "capabilities" not in container(one(objs, "StatefulSet", "hipache-redis"), "redis")["securityContext"]
+
+
+def test_openshift_render_sets_no_uid_and_keeps_the_hardening():
+    """OpenShift's restricted SCC assigns UIDs: with the UID fields unset
+    (ci/openshift-values.yaml) no pod names one; test_every_pod_is_hardened
+    checks the rest for this render too."""
+    objs = render(MATRIX["openshift"])
+    for kind, name, cname in WORKLOADS:
+        spec = pod_spec(objs, kind, name)
+        assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(spec["securityContext"]), name
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        for c in spec["containers"]:
+            assert "runAsUser" not in c["securityContext"] and "runAsGroup" not in c["securityContext"]
+
+
+def test_dual_stack_service():
+    svc = one(render(None), "Service", "hipache")
+    assert "ipFamilyPolicy" not in svc["spec"] and "ipFamilies" not in svc["spec"]
+    svc = one(render(None, ("proxy.service.ipFamilyPolicy=PreferDualStack", "proxy.service.ipFamilies={IPv6,IPv4}")),
+              "Service", "hipache")
+    assert svc["spec"]["ipFamilyPolicy"] == "PreferDualStack" and svc["spec"]["ipFamilies"] == ["IPv6", "IPv4"]
+
+
+def test_service_monitor_relabelings():
+    sm = one(render(MATRIX["monitoring"]), "ServiceMonitor")
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["relabelings"] == [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}]
+    assert endpoint["metricRelabelings"][0]["action"] == "drop"
+    endpoint = one(render(MATRIX["monitoring"], ("metrics.serviceMonitor.relabelings=null",
+                                                 "metrics.serviceMonitor.metricRelabelings=null")),
+                   "ServiceMonitor")["spec"]["endpoints"][0]
+    assert "relabelings" not in endpoint and "metricRelabelings" not in endpoint
+
+
+def test_topology_spread_for_syncer_and_redis():
+    sets = []
+    for component in ("syncer", "redis"):
+        sets += [f"{component}.topologySpreadConstraints[0].maxSkew=1",
+                 f"{component}.topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
+                 f"{component}.topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway"]
+    objs = render(None, tuple(sets))
+    for kind, name, component in (("Deployment", "hipache-syncer", "syncer"), ("StatefulSet", "hipache-redis", "redis")):
+        (tsc,) = pod_spec(objs, kind, name)["topologySpreadConstraints"]
+        assert tsc["topologyKey"] == "topology.kubernetes.io/zone"
+        assert tsc["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == component
+        assert "topologySpreadConstraints" not in pod_spec(render(None), kind, name)
+
+
+CLUSTER_SCOPED = ("ClusterRole", "ClusterRoleBinding", "IngressClass")
+
+
+def cluster_scoped(objs) -> set[tuple[str, str]]:
+    return {(o["kind"], o["metadata"]["name"]) for o in objs if o["kind"] in CLUSTER_SCOPED}
+
+
+def test_two_releases_in_one_cluster_do_not_collide():
+    # The same release name in two namespaces: RBAC names carry the namespace.
+    a = render(None, ("ingressClass.create=false",), release="edge", namespace="team-a")
+    b = render(None, ("ingressClass.create=false",), release="edge", namespace="team-b")
+    assert cluster_scoped(a) and not cluster_scoped(a) & cluster_scoped(b)
+    crb = one(a, "ClusterRoleBinding")
+    assert crb["metadata"]["name"] == "edge-hipache-syncer-team-a"
+    assert crb["roleRef"]["name"] == one(a, "ClusterRole")["metadata"]["name"]
+    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": "edge-hipache-syncer", "namespace": "team-a"}]
+    # Two releases, each with its own IngressClass and controller string,
+    # passed to its syncer.
+    public = render(None, release="public", namespace="ingress")
+    internal = render(None, ("ingressClass.name=hipache-internal",
+                             "ingressClass.controller=hipache.io/ingress-controller-internal"),
+                      release="internal", namespace="ingress")
+    assert not cluster_scoped(public) & cluster_scoped(internal)
+    for objs, name, controller in ((public, "hipache", "hipache.io/ingress-controller"),
+                                   (internal, "hipache-internal", "hipache.io/ingress-controller-internal")):
+        assert one(objs, "IngressClass")["spec"]["controller"] == controller
+        release = objs[0]["metadata"]["labels"]["app.kubernetes.io/instance"]
+        args = container(one(objs, "Deployment", f"{release}-hipache-syncer"), "hipache-syncer")["args"]
+        assert f"--controller={controller}" in args and f"--ingress-class={name}" in args
+    # Namespaced objects of two releases in one namespace differ by name,
+    # the HA Lease included.
+    ha = ("syncer.ha.enabled=true",)
+    p = render(None, ha, release="public", namespace="ingress")
+    i = render(None, ha + ("ingressClass.name=hipache-internal",
+                           "ingressClass.controller=hipache.io/ingress-controller-internal"),
+               release="internal", namespace="ingress")
+    names = lambda objs: {(o["kind"], o["metadata"]["name"]) for o in objs}  # noqa: E731
+    assert not names(p) & names(i)
+    lease = lambda objs, rel: next(a for a in container(one(objs, "Deployment", f"{rel}-hipache-syncer"),  # noqa: E731
+                                                        "hipache-syncer")["args"] if a.startswith("--lease-name="))
+    assert lease(p, "public") == "--lease-name=public-hipache-syncer"
+    assert lease(i, "internal") == "--lease-name=internal-hipache-syncer"

@@ -20,6 +20,11 @@
 {{- printf "%s-syncer" (include "hipache.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The syncer's Lease (HA): one per release. */}}
+{{- define "hipache.leaseName" -}}
+{{- default (include "hipache.syncerName" .) .Values.syncer.ha.leaseName -}}
+{{- end -}}
+
 {{- define "hipache.redisName" -}}
 {{- printf "%s-redis" (include "hipache.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
@@ -64,12 +69,93 @@ app.kubernetes.io/component: {{ .component }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/*
+Names of cluster-scoped objects (ClusterRole, ClusterRoleBinding): the
+syncer's name and the release namespace, so that releases of the same name
+in two namespaces do not take each other's objects.
+*/}}
+{{- define "hipache.clusterScopedName" -}}
+{{- printf "%s-%s" (include "hipache.syncerName" .) .Release.Namespace -}}
+{{- end -}}
+
+{{/*
+An image reference from `.image` (registry, repository, tag, digest), with
+`.tag` as the default tag: `registry/repository@digest` when a digest is
+given (it wins over the tag), else `registry/repository:tag`.
+*/}}
+{{- define "hipache.image" -}}
+{{- $i := .image -}}
+{{- $ref := $i.repository -}}
+{{- with $i.registry }}{{ $ref = printf "%s/%s" (trimSuffix "/" .) $ref }}{{ end -}}
+{{- if $i.digest -}}
+{{- printf "%s@%s" $ref $i.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $ref (default .tag $i.tag) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "hipache.proxyImage" -}}
-{{- printf "%s:%s" .Values.proxy.image.repository (default .Chart.AppVersion .Values.proxy.image.tag) -}}
+{{- include "hipache.image" (dict "image" .Values.proxy.image "tag" .Chart.AppVersion) -}}
 {{- end -}}
 
 {{- define "hipache.syncerImage" -}}
-{{- printf "%s:%s" .Values.syncer.image.repository (default .Chart.AppVersion .Values.syncer.image.tag) -}}
+{{- include "hipache.image" (dict "image" .Values.syncer.image "tag" .Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* The internal Redis server's image values (`redis.flavor`). */}}
+{{- define "hipache.redisImageValues" -}}
+{{- toYaml (ternary .Values.redis.valkeyImage .Values.redis.image (eq .Values.redis.flavor "valkey")) -}}
+{{- end -}}
+
+{{/* Prefix of the server's binaries: `redis` (redis-server, redis-cli) or
+`valkey` (valkey-server, valkey-cli). */}}
+{{- define "hipache.redisBin" -}}
+{{- ternary "valkey" "redis" (eq .Values.redis.flavor "valkey") -}}
+{{- end -}}
+
+{{/*
+Bytes of a Kubernetes memory quantity (`512Mi`, `1G`, `1073741824`).
+*/}}
+{{- define "hipache.bytes" -}}
+{{- $q := toString . -}}
+{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 -}}
+{{- $m := regexFindAll "^([0-9]+(?:\\.[0-9]+)?)([A-Za-z]*)$" $q 1 -}}
+{{- $unit := regexReplaceAll "^[0-9.]+" $q "" -}}
+{{- if or (not $m) (not (hasKey $units $unit)) -}}
+{{- fail (printf "%q is not a memory quantity the chart understands (a number with k, M, G, T, Ki, Mi, Gi or Ti)" $q) -}}
+{{- end -}}
+{{- mulf (float64 (trimSuffix $unit $q)) (index $units $unit) | int64 -}}
+{{- end -}}
+
+{{/*
+The internal Redis's `maxmemory`: `redis.maxmemory`, else
+`redis.maxmemoryPercent` of the container's memory limit (in bytes); empty:
+none.
+*/}}
+{{- define "hipache.redisMaxmemory" -}}
+{{- $r := .Values.redis -}}
+{{- $limit := ((($r.resources).limits).memory) -}}
+{{- if $r.maxmemory -}}
+{{- $r.maxmemory -}}
+{{- else if and $limit (gt (int $r.maxmemoryPercent) 0) -}}
+{{- div (mul (include "hipache.bytes" $limit | int64) (int $r.maxmemoryPercent)) 100 -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+`topologySpreadConstraints` of a pod spec from `.constraints`, each given
+the component's selector (`.component`); nothing when there are none.
+*/}}
+{{- define "hipache.topologySpread" -}}
+{{- if .constraints -}}
+topologySpreadConstraints:
+  {{- range .constraints }}
+  - {{- toYaml (omit . "labelSelector") | nindent 4 }}
+    labelSelector:
+      matchLabels:
+        {{- include "hipache.selectorLabels" (dict "root" $.root "component" $.component) | nindent 8 }}
+  {{- end }}
+{{- end }}
 {{- end -}}
 
 {{/*
@@ -235,7 +321,8 @@ redis.conf: |
   appendonly no
   save ""
   {{- end }}
-  {{- with $r.maxmemory }}
+  {{- with include "hipache.redisMaxmemory" . }}
+  # Routes must never be evicted: a full Redis refuses writes instead.
   maxmemory {{ . }}
   maxmemory-policy noeviction
   {{- end }}
@@ -283,16 +370,4 @@ existing-Secret values avoid them (README, "GitOps").
 
 {{- define "hipache.errorPagesConfigMap" -}}
 {{- default (printf "%s-error-pages" (include "hipache.fullname" .)) .Values.proxy.errorPages.existingConfigMap -}}
-{{- end -}}
-
-{{/* Hardened container security context shared by our containers. */}}
-{{- define "hipache.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-capabilities:
-  drop:
-    - ALL
-seccompProfile:
-  type: RuntimeDefault
 {{- end -}}
