@@ -25,19 +25,22 @@ use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 use crate::routing::RouteStore;
+use crate::tls::CertStore;
 
 /// Serves the admin endpoints until the task is dropped: the metrics (with
-/// the route store's gauges), and readiness from the route store and
+/// the route store's gauges and, with HTTPS listeners, the certificates'
+/// expiry), and readiness from the route store and
 /// `draining` (set when SIGTERM starts the drain, so that Kubernetes stops
 /// sending traffic before connections are closed).
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     store: Arc<RouteStore>,
+    certs: Option<Arc<CertStore>>,
     draining: Arc<AtomicBool>,
 ) {
     serve_with(listener, move |req| {
-        let resp = answer(&metrics, &store, &draining, &req);
+        let resp = answer(&metrics, &store, certs.as_deref(), &draining, &req);
         async move { resp }
     })
     .await
@@ -72,6 +75,7 @@ where
 fn answer(
     metrics: &Metrics,
     store: &RouteStore,
+    certs: Option<&CertStore>,
     draining: &AtomicBool,
     req: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
@@ -81,6 +85,9 @@ fn answer(
     match req.uri().path() {
         "/metrics" => {
             store.refresh_gauges();
+            if let Some(certs) = certs {
+                metrics.set_certificate_expirations(&certs.expirations());
+            }
             exposition(metrics.render())
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),

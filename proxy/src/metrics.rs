@@ -55,6 +55,19 @@ pub mod names {
     pub const MEMORY_RECYCLES: &str = "hipache_memory_recycles_total";
     pub const BUILD_INFO: &str = "hipache_build_info";
     pub const FRONTEND_REQUESTS: &str = "hipache_frontend_requests_total";
+    pub const TLS_CERT_EXPIRY: &str = "hipache_tls_certificate_expiration_timestamp_seconds";
+
+    /// The process's own families (prometheus' process collector, from
+    /// `/proc`), in the order of docs/metrics.md; the syncer exports them too.
+    pub const PROCESS: &[&str] = &[
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+        "process_virtual_memory_bytes",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
+        "process_threads",
+    ];
 
     /// Every family, in the order of docs/metrics.md.
     pub const ALL: &[&str] = &[
@@ -93,6 +106,7 @@ pub mod names {
         MEMORY_RECYCLES,
         BUILD_INFO,
         FRONTEND_REQUESTS,
+        TLS_CERT_EXPIRY,
     ];
 }
 
@@ -224,14 +238,27 @@ pub struct Metrics {
     pub worker_restarts: IntCounter,
     pub memory_recycles: IntCounter,
     frontend_requests: Option<IntCounterVec>,
+    tls_cert_expiry: IntGaugeVec,
     frontend_cap: usize,
     frontends_seen: Mutex<HashSet<String>>,
+}
+
+/// A registry with the process's own families (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, `process_open_fds`, ...), read from
+/// `/proc` at each scrape.
+pub(crate) fn registry_with_process_metrics() -> Registry {
+    let registry = Registry::new();
+    let process = prometheus::process_collector::ProcessCollector::for_self();
+    if let Err(e) = registry.register(Box::new(process)) {
+        tracing::warn!(error = %e, "process metrics unavailable");
+    }
+    registry
 }
 
 impl Metrics {
     /// `per_frontend`: the most frontends given their own series (0: none).
     pub fn new(per_frontend: usize) -> Self {
-        let registry = Registry::new();
+        let registry = registry_with_process_metrics();
         let r = &registry;
         let frontend_requests = (per_frontend > 0).then(|| {
             counter_vec(r, names::FRONTEND_REQUESTS, "Requests by frontend identifier (capped; the rest under \"other\") and status class.", &["frontend", "class"])
@@ -280,6 +307,7 @@ impl Metrics {
             worker_restarts: counter(r, names::WORKER_RESTARTS, "Worker processes restarted by the master."),
             memory_recycles: counter(r, names::MEMORY_RECYCLES, "Workers recycled for exceeding the memory limit."),
             frontend_requests,
+            tls_cert_expiry: gauge_vec(r, names::TLS_CERT_EXPIRY, "When each served certificate expires (its notAfter, Unix seconds); `default` is the earliest of the HTTPS listeners' default certificates.", &["certificate"]),
             frontend_cap: per_frontend,
             frontends_seen: Mutex::default(),
             requests_by: Vec::new(),
@@ -296,6 +324,16 @@ impl Metrics {
             .map(|class| m.request_duration.with_label_values(&[class]))
             .collect();
         m
+    }
+
+    /// Replaces the certificate-expiry series (at each scrape).
+    pub fn set_certificate_expirations(&self, expirations: &[(String, i64)]) {
+        self.tls_cert_expiry.reset();
+        for (certificate, not_after) in expirations {
+            self.tls_cert_expiry
+                .with_label_values(&[certificate])
+                .set(*not_after);
+        }
     }
 
     /// Creates every series of the bounded label sets at 0, so that each
@@ -562,8 +600,9 @@ mod tests {
         m.dead_mark("written");
         m.lookup(LookupOutcome::Exact);
         m.cache("hit");
+        m.set_certificate_expirations(&[("a.test".to_owned(), 2_000_000_000)]);
         let text = m.render();
-        for name in names::ALL {
+        for name in names::ALL.iter().chain(names::PROCESS) {
             assert!(
                 text.contains(&format!("# TYPE {name} ")),
                 "{name} missing from /metrics"
@@ -572,17 +611,18 @@ mod tests {
         let exported = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(
             exported,
-            names::ALL.len(),
-            "a family is exported but not listed in names::ALL"
+            names::ALL.len() + names::PROCESS.len(),
+            "a family is exported but not listed in names::ALL or names::PROCESS"
         );
     }
 
     #[test]
     fn bounded_families_are_exported_before_any_event() {
         let text = Metrics::new(0).render();
+        // The optional families: per frontend, and certificates (HTTPS).
         for name in names::ALL
             .iter()
-            .filter(|n| **n != names::FRONTEND_REQUESTS)
+            .filter(|n| ![names::FRONTEND_REQUESTS, names::TLS_CERT_EXPIRY].contains(n))
         {
             assert!(
                 text.contains(&format!("# TYPE {name} ")),

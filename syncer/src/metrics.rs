@@ -116,6 +116,12 @@ impl Register<'_> {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
+        // process_cpu_seconds_total, process_resident_memory_bytes,
+        // process_open_fds, ... read from /proc at each scrape.
+        let process = prometheus::process_collector::ProcessCollector::for_self();
+        if let Err(e) = registry.register(Box::new(process)) {
+            tracing::warn!(error = %e, "process metrics unavailable");
+        }
         let r = Register(&registry);
         let m = Self {
             reconciles: r.counter("hipache_syncer_reconciles_total", "Reconcile passes"),
@@ -265,8 +271,13 @@ mod tests {
         for n in NAMES {
             assert!(text.contains(n), "{n} not exported");
         }
+        assert!(text.contains("# TYPE process_resident_memory_bytes gauge"));
         for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
             let name = line.split_whitespace().nth(2).unwrap_or_default();
+            // The process's own families are documented with the proxy's.
+            if name.starts_with("process_") {
+                continue;
+            }
             assert!(NAMES.contains(&name), "{name} not listed in NAMES");
         }
     }

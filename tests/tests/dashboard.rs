@@ -56,6 +56,10 @@ const SUBSTITUTIONS: &[(&str, &str)] = &[
     ("$instance", ".*"),
     ("${syncer_job}", ".*"),
     ("$syncer_job", ".*"),
+    ("${namespace}", ".*"),
+    ("$namespace", ".*"),
+    ("${pod}", ".*"),
+    ("$pod", ".*"),
 ];
 
 /// Fails with a clear message when a tool is not installed.
@@ -91,7 +95,7 @@ impl Prometheus {
             &config,
             format!(
                 "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['{target}']\n"
+                 scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['{target}']\n        labels: {{namespace: hipache, pod: hipache-0}}\n"
             ),
         )
         .expect("write prometheus.yml");

@@ -93,6 +93,13 @@ fn proxy_families() -> Vec<Family> {
     families("## Proxy metrics")
 }
 
+/// The proxy's families and the process's own, as documented.
+fn exported_families() -> Vec<Family> {
+    let mut all = proxy_families();
+    all.extend(families("## Process metrics"));
+    all
+}
+
 /// Label name to its closed value set (rows bounded by "this list").
 fn closed_label_values() -> BTreeMap<String, BTreeSet<String>> {
     table_after(&doc_text(), "## Labels")
@@ -165,7 +172,8 @@ fn assert_scrape_matches_docs(scrape: &Scrape, documented: &[Family]) {
     }
     for label in labels_seen.keys().filter(|l| *l != "le") {
         assert!(
-            closed.contains_key(label) || ["frontend", "version"].contains(&label.as_str()),
+            closed.contains_key(label)
+                || ["frontend", "version", "certificate"].contains(&label.as_str()),
             "label {label} is not in the Labels table of {DOC}"
         );
     }
@@ -178,6 +186,15 @@ fn docs_list_exactly_names_all_in_order() {
     assert_eq!(
         documented, all,
         "the Proxy metrics table of {DOC} lists names::ALL, in its order"
+    );
+    let process: Vec<String> = families("## Process metrics")
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(
+        process,
+        names::PROCESS,
+        "the Process metrics table of {DOC} lists names::PROCESS, in its order"
     );
 }
 
@@ -212,8 +229,9 @@ fn docs_match_the_registry_with_every_series_touched() {
         Duration::from_millis(1),
         Some("app"),
     );
+    m.set_certificate_expirations(&[("app.test".to_owned(), 2_000_000_000)]);
     let scrape = Scrape::parse(&m.render());
-    let documented = proxy_families();
+    let documented = exported_families();
     assert_eq!(
         scrape.families(),
         documented.iter().map(|f| f.name.clone()).collect(),
@@ -226,7 +244,7 @@ fn docs_match_the_registry_with_every_series_touched() {
 async fn running_proxy_serves_the_documented_families() {
     let redis = RedisServer::start();
     let proxy = TestProxy::start_with_admin(&redis.url(), json!({})).await;
-    let documented = proxy_families();
+    let documented = exported_families();
     let always: BTreeSet<String> = documented
         .iter()
         .filter(|f| f.exported == ALWAYS)
@@ -235,13 +253,18 @@ async fn running_proxy_serves_the_documented_families() {
     let optional: Vec<&Family> = documented.iter().filter(|f| f.exported != ALWAYS).collect();
     assert_eq!(
         optional.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
-        [names::FRONTEND_REQUESTS],
-        "only the per-frontend family is optional"
+        [names::FRONTEND_REQUESTS, names::TLS_CERT_EXPIRY],
+        "only the per-frontend and the certificate families are optional"
     );
     assert!(
         optional[0].exported.contains("metricsPerFrontend"),
         "{DOC} says which option enables {}",
         optional[0].name
+    );
+    assert!(
+        optional[1].exported.contains("HTTPS listener"),
+        "{DOC} says when {} is exported",
+        optional[1].name
     );
 
     let fresh = scrape(proxy.admin_addr()).await;
@@ -292,11 +315,14 @@ async fn per_frontend_family_appears_only_when_enabled() {
         ),
         1.0
     );
-    let documented = proxy_families();
+    let documented: Vec<Family> = exported_families()
+        .into_iter()
+        .filter(|f| f.name != names::TLS_CERT_EXPIRY)
+        .collect();
     assert_eq!(
         s.families(),
         documented.iter().map(|f| f.name.clone()).collect(),
-        "with metricsPerFrontend every documented family is exported"
+        "with metricsPerFrontend every documented family but the certificates' (no HTTPS listener) is exported"
     );
     assert_scrape_matches_docs(&s, &documented);
 }

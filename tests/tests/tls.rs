@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hipache::metrics::names;
 use hipache_tests::backend::Backend;
 use hipache_tests::body::{checksum, random_bytes};
 use hipache_tests::client::Req;
+use hipache_tests::metrics::scrape_until;
 use hipache_tests::proxy::{config_json, TestProxy};
 use hipache_tests::redis::RedisServer;
 use hipache_tests::wait::until;
@@ -67,6 +69,19 @@ impl Ca {
         let params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .expect("leaf params");
+        self.sign(params)
+    }
+
+    /// A leaf valid until midnight (UTC) of `(year, month, day)`.
+    fn leaf_until(&self, names: &[&str], (y, m, d): (i32, u8, u8)) -> Leaf {
+        let mut params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("leaf params");
+        params.not_after = rcgen::date_time_ymd(y, m, d);
+        self.sign(params)
+    }
+
+    fn sign(&self, params: CertificateParams) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
         Leaf {
@@ -297,6 +312,56 @@ async fn sni_picks_exact_wildcard_and_default() {
         .expect("verified HTTPS request");
     assert_eq!(resp.status, 200);
     assert_eq!(&body[..], b"exact-backend");
+}
+
+/// `hipache_tls_certificate_expiration_timestamp_seconds`: the notAfter of
+/// each certificate from Redis (under its name) and of the default, as a
+/// scrape sees it; a certificate removed from Redis loses its series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_expiry_is_exported_for_redis_certificates_and_the_default() {
+    let redis = RedisServer::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new();
+    let default_until = (2031, 3, 4);
+    let soon = (2027, 1, 2);
+    let unix = |(y, m, d): (i32, u8, u8)| rcgen::date_time_ymd(y, m, d).unix_timestamp() as f64;
+    let default = ca.leaf_until(&["default.test"], default_until);
+    let proxy = tls_proxy(
+        &redis,
+        tmp.path(),
+        &default,
+        json!({"adminAddress": "127.0.0.1:0"}),
+    )
+    .await;
+    hset_cert(&redis, "soon.test", &ca.leaf_until(&["soon.test"], soon)).await;
+    let expiry = |s: &hipache_tests::metrics::Scrape, certificate: &str| {
+        s.value(names::TLS_CERT_EXPIRY, &[("certificate", certificate)])
+    };
+    let s = scrape_until(
+        proxy.admin_addr(),
+        "the expiry of soon.test",
+        RELOAD_DEADLINE,
+        |s| match expiry(s, "soon.test") {
+            0.0 => Err("no series for soon.test yet".to_owned()),
+            _ => Ok(()),
+        },
+    )
+    .await;
+    assert_eq!(expiry(&s, "soon.test"), unix(soon));
+    assert_eq!(expiry(&s, "default"), unix(default_until));
+
+    let _: i64 = redis.query(&["DEL", "tls:soon.test"]).await;
+    let _: i64 = redis.query(&["PUBLISH", "tls", "soon.test"]).await;
+    scrape_until(
+        proxy.admin_addr(),
+        "soon.test's series gone",
+        RELOAD_DEADLINE,
+        |s| match s.has(names::TLS_CERT_EXPIRY, &[("certificate", "soon.test")]) {
+            true => Err("soon.test still exported".to_owned()),
+            false => Ok(()),
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

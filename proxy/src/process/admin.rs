@@ -39,7 +39,7 @@ pub struct MasterMetrics {
 
 impl MasterMetrics {
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
+        let registry = crate::metrics::registry_with_process_metrics();
         let worker_restarts = IntCounter::new(
             names::WORKER_RESTARTS,
             "Worker processes restarted by the master.",

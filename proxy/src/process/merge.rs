@@ -12,20 +12,30 @@ struct Family {
     samples: Vec<String>,
 }
 
-/// `master` unchanged, then the families of `workers` (slot, exposition)
-/// in order of first appearance, skipping those the master exports itself
+/// Families every process exports of itself (`process_cpu_seconds_total`,
+/// ...): the workers' samples join the master's, so that a sum over a pod
+/// counts every process of it.
+const PER_PROCESS: &str = "process_";
+
+/// `master` unchanged (but for the workers' samples of [`PER_PROCESS`]
+/// families), then the families of `workers` (slot, exposition) in order of
+/// first appearance, skipping the other families the master exports itself
 /// and those named in `skip`.
 pub fn merge(master: &str, workers: &[(usize, String)], skip: &[&str]) -> String {
-    let master_families = parse(master);
+    let mut master_families = parse(master);
     let mut merged: Vec<Family> = Vec::new();
     for (slot, text) in workers {
         for family in parse(text) {
-            if skip.contains(&family.name.as_str())
-                || master_families.iter().any(|f| f.name == family.name)
-            {
+            if skip.contains(&family.name.as_str()) {
                 continue;
             }
             let labelled = family.samples.iter().map(|s| with_worker(s, *slot));
+            if let Some(own) = master_families.iter_mut().find(|f| f.name == family.name) {
+                if family.name.starts_with(PER_PROCESS) {
+                    own.samples.extend(labelled);
+                }
+                continue;
+            }
             match merged.iter_mut().find(|f| f.name == family.name) {
                 Some(existing) => existing.samples.extend(labelled),
                 None => merged.push(Family {
@@ -131,6 +141,19 @@ hipache_requests_total{worker=\"1\",class=\"2xx\",method=\"GET\"} 5\n\
 hipache_requests_in_flight{worker=\"0\"} 0\n\
 hipache_requests_in_flight{worker=\"1\"} 0\n";
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn process_families_of_master_and_workers_are_one_family() {
+        let fds = |n: u32| {
+            format!("# HELP process_open_fds Open fds.\n# TYPE process_open_fds gauge\nprocess_open_fds {n}\n")
+        };
+        let out = merge(&fds(7), &[(0, fds(20)), (1, fds(30))], &[]);
+        assert_eq!(
+            out,
+            "# HELP process_open_fds Open fds.\n# TYPE process_open_fds gauge\n\
+             process_open_fds 7\nprocess_open_fds{worker=\"0\"} 20\nprocess_open_fds{worker=\"1\"} 30\n"
+        );
     }
 
     #[test]

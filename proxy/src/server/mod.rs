@@ -45,8 +45,9 @@ pub struct Proxy {
     https_addrs: Vec<SocketAddr>,
     admin: Option<TcpListener>,
     admin_addr: Option<SocketAddr>,
-    /// The SNI store, kept alive here (its reload tasks stop when dropped).
-    _certs: Option<Arc<tls::CertStore>>,
+    /// The SNI store, kept alive here (its reload tasks stop when dropped);
+    /// the admin listener reads when its certificates expire.
+    certs: Option<Arc<tls::CertStore>>,
 }
 
 /// A bound socket; TLS ones carry their acceptor.
@@ -131,7 +132,7 @@ impl Proxy {
             https_addrs,
             admin,
             admin_addr,
-            _certs: certs,
+            certs,
         })
     }
 
@@ -168,6 +169,7 @@ impl Proxy {
                 l,
                 self.shared.metrics.clone(),
                 self.shared.store.clone(),
+                self.certs.clone(),
                 draining.clone(),
             ))
         });

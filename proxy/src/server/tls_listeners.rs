@@ -48,6 +48,7 @@ pub(super) fn bind(
         let bound = tcp
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
+        store.add_default(default.clone());
         let resolver = tls::Resolver::new(store.clone(), Some(default), bound.to_string());
         let server = tls::server_config(Arc::new(resolver))
             .map_err(|e| StartError::Tls(format!("listener {addr}: {e}")))?;

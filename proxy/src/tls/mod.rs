@@ -8,6 +8,7 @@
 //!   lock-free) and [`Resolver`] (one listener's default certificate plus
 //!   the store), the `ResolvesServerCert` of a listener.
 //! - [`dir`]: the certificate directory (`server.tlsDir`), rescanned.
+//! - [`expiry`]: when served certificates expire (for the metrics).
 //! - [`redis`]: `tls:<host>` hashes in Redis, the `tls` channel, rescans;
 //!   its connections come from `crate::redis_conn`.
 //! - [`client`]: TLS toward backends.
@@ -18,6 +19,7 @@
 pub mod certs;
 pub mod client;
 pub mod dir;
+pub mod expiry;
 pub mod redis;
 pub mod store;
 

@@ -37,6 +37,10 @@ pub type Names = HashMap<String, Arc<CertifiedKey>>;
 pub struct CertStore {
     sources: Mutex<HashMap<Source, Names>>,
     merged: ArcSwap<Names>,
+    /// The listeners' default certificates (for their expiry only: each
+    /// listener's [`Resolver`] holds its own).
+    defaults: Mutex<Vec<Arc<CertifiedKey>>>,
+    expiries: super::expiry::Expiries,
 }
 
 impl fmt::Debug for CertStore {
@@ -98,6 +102,25 @@ impl CertStore {
             return None;
         }
         names.get(&format!("*.{parent}")).cloned()
+    }
+
+    /// Records a listener's default certificate, for [`CertStore::expirations`].
+    pub fn add_default(&self, cert: Arc<CertifiedKey>) {
+        self.defaults.lock().push(cert);
+    }
+
+    /// When the served certificates expire: see [`super::expiry::Expiries::of`]
+    /// (each certificate under its first name in alphabetical order).
+    pub fn expirations(&self) -> Vec<(String, i64)> {
+        let mut named: Vec<(String, Arc<CertifiedKey>)> = self
+            .merged
+            .load()
+            .iter()
+            .map(|(name, cert)| (name.clone(), cert.clone()))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let defaults = self.defaults.lock().clone();
+        self.expiries.of(&named, &defaults)
     }
 
     /// How many names are served (all sources).
