@@ -4,6 +4,7 @@ kustomization builds, and the chart's dashboard is deploy/'s."""
 from __future__ import annotations
 
 import difflib
+import re
 
 import kubernetes_validate
 import yaml
@@ -25,6 +26,37 @@ def test_deploy_has_no_generated_secret():
     assert not [o for o in objs if o["kind"] == "Secret"], "a Secret (password) would be committed"
     assert {o["kind"] for o in objs} >= {"Deployment", "StatefulSet", "Service", "ConfigMap", "IngressClass",
                                          "ClusterRole", "ClusterRoleBinding", "ServiceAccount", "PodDisruptionBudget"}
+
+
+def referenced_secrets(objs: list[dict]) -> set[str]:
+    """Names of the Secrets the pods of `objs` mount or read variables from."""
+    names: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("secret"), dict) and "secretName" in node["secret"]:
+                names.add(node["secret"]["secretName"])
+            if isinstance(node.get("secretKeyRef"), dict):
+                names.add(node["secretKeyRef"]["name"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(objs)
+    return names
+
+
+def test_every_secret_left_out_is_created_by_the_documented_commands():
+    objs = [d for d in yaml.safe_load_all((DEPLOY / "hipache.yaml").read_text()) if d]
+    included = {o["metadata"]["name"] for o in objs if o["kind"] == "Secret"}
+    needed = referenced_secrets(objs) - included
+    assert {"hipache-redis", "hipache-default-tls"} <= needed, needed
+    for doc in (DEPLOY / "README.md", DEPLOY.parent / "README.md"):
+        text = doc.read_text()
+        created = set(re.findall(r"kubectl -n hipache create secret \w+ ([a-z0-9-]+)", text))
+        assert needed <= created, f"{doc.name} does not create {needed - created} before kubectl apply -k"
 
 
 def test_kustomization_builds_and_validates():
