@@ -27,9 +27,11 @@ const DEADLINE: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a request may wait for Redis's decision before the limit's
 /// `onRedisDown` decides (the proxy's bound), and the slack a loaded test
-/// machine gets on top of it.
+/// machine gets on top of it (216 ms were seen on two busy cores): the
+/// bound plus the slack stays under the route reads' 500 ms reply timeout,
+/// far under the stalls the tests cause.
 const ANSWER_BOUND: Duration = Duration::from_millis(50);
-const SLACK: Duration = Duration::from_millis(150);
+const SLACK: Duration = Duration::from_millis(250);
 
 const DECISIONS: &str = "hipache_rate_limit_decisions_total";
 const REDIS_DURATION: &str = "hipache_rate_limit_redis_duration_seconds";
