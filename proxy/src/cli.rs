@@ -16,7 +16,8 @@ pub struct Args {
         short = 'c',
         long = "config",
         env = "HIPACHE_CONFIG",
-        value_name = "FILE"
+        value_name = "FILE",
+        global = true
     )]
     pub config: Option<PathBuf>,
 
@@ -33,7 +34,7 @@ pub struct Args {
     /// Driver URL (`redis://[[user]:password@]host[:port][/db][#prefix]`,
     /// `rediss://...`, `file:PATH`), or `READ_URL,WRITE_URL`; overrides the
     /// file's driver.
-    #[arg(long, env = "HIPACHE_DRIVER", value_name = "URL")]
+    #[arg(long, env = "HIPACHE_DRIVER", value_name = "URL", global = true)]
     pub driver: Option<String>,
 
     /// Password for every Redis connection, replacing any in the driver
@@ -43,7 +44,8 @@ pub struct Args {
         long,
         env = "HIPACHE_REDIS_PASSWORD",
         value_name = "PASSWORD",
-        hide_env_values = true
+        hide_env_values = true,
+        global = true
     )]
     pub redis_password: Option<String>,
 
@@ -82,6 +84,15 @@ pub enum Command {
     Routes(RoutesCommand),
 }
 
+///
+/// Every command reads the driver of the configuration (`-c`, `--driver`,
+/// `--redis-password`: the same flags and file as the proxy), so it honours
+/// the Redis URL, its key prefix and its ACL user. Writes go to the write
+/// URL, validate before writing, and never touch a frontend owned by
+/// someone else (the syncer's `k8s:` identifiers, or another identifier
+/// than the one given) unless `--force` says so. Exit codes: 0 done, 1
+/// refused (invalid input, owned elsewhere, not found), 2 an error (Redis
+/// unreachable, file unreadable).
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum RoutesCommand {
     /// Validates a route document as this proxy would read it: exit 0 when
@@ -91,6 +102,128 @@ pub enum RoutesCommand {
         /// The document (JSON), or `-` for standard input.
         file: PathBuf,
     },
+    /// Lists frontends (hosts, identifiers, backend and dead counts),
+    /// sorted by host; SCAN, never KEYS.
+    List {
+        /// A glob on the host (`*.example.com`, `shop*`); every host when
+        /// absent.
+        pattern: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// One frontend: its list, its route document, its dead marks.
+    Get {
+        host: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Creates or replaces a frontend's list: `IDENTIFIER URL...`.
+    Set {
+        host: String,
+        identifier: String,
+        /// Backend elements: `http://10.0.0.1:8080`, or with a path rule
+        /// `/api http://10.0.0.2:8080` (quoted).
+        #[arg(required = true)]
+        backends: Vec<String>,
+        #[command(flatten)]
+        force: Force,
+    },
+    /// Appends a backend to a frontend's list.
+    AddBackend {
+        host: String,
+        backend: String,
+        #[command(flatten)]
+        force: Force,
+    },
+    /// Removes a backend (every element equal to it) from a frontend's list.
+    RmBackend {
+        host: String,
+        backend: String,
+        #[command(flatten)]
+        force: Force,
+    },
+    /// Deletes a frontend: its list, route document and dead marks.
+    Rm {
+        host: String,
+        #[command(flatten)]
+        force: Force,
+    },
+    /// The backends marked dead for a host, and for how long.
+    Dead {
+        host: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Which frontend, rule and backends a request would get, with the
+    /// reasons: the proxy's own lookup, on the configured store.
+    Resolve {
+        host: String,
+        /// The request path (with an optional `?query`).
+        #[arg(default_value = "/")]
+        path: String,
+        /// The request method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// A request header `NAME: VALUE` (repeatable), for header matches.
+        #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Prints every frontend and route document in the routes-file format
+    /// (`frontends:` and `routes:`), which `import` and `--routes` read.
+    Export {
+        /// `yaml` or `json`.
+        #[arg(long, value_enum, default_value_t = Format::Yaml)]
+        format: Format,
+    },
+    /// Makes Redis hold a routes file's frontends and route documents: prints
+    /// the difference, and writes it only with `--apply` (each host in one
+    /// MULTI/EXEC transaction). Hosts absent from the file are left alone
+    /// unless `--prune`.
+    Import {
+        /// The routes file (YAML or JSON), or `-` for standard input.
+        file: PathBuf,
+        /// Write the difference (without it: a dry run).
+        #[arg(long)]
+        apply: bool,
+        /// Also delete frontends that are not in the file (never the
+        /// syncer's `k8s:` ones unless `--force`).
+        #[arg(long)]
+        prune: bool,
+        /// Keep Redis equal to the file: apply now, then again each time the
+        /// file changes (implies `--apply`; a host removed from the file is
+        /// deleted). Stops on SIGINT or SIGTERM.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        force: Force,
+    },
+}
+
+/// Output of the reading commands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::Args)]
+pub struct Output {
+    /// Machine-readable output (one JSON document) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Ownership override of the writing commands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::Args)]
+pub struct Force {
+    /// Write even a frontend owned by the syncer (`k8s:`) or by another
+    /// identifier.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Format of `routes export`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    #[default]
+    Yaml,
+    Json,
 }
 
 /// Format of the process's own logs.

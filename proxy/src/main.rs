@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     let inherited = Inherited::from_env();
     let args = Args::parse();
     if let Some(command) = &args.command {
-        return hipache::tools::run(command);
+        return hipache::tools::run(&args, command);
     }
     init_tracing(&args);
     let loaded = match config::load(&args) {

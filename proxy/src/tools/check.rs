@@ -1,22 +1,13 @@
-//! The tools of the `hipache` binary (`hipache routes check`), run
-//! instead of the proxy: they read their input, print, and exit.
+//! `hipache routes check FILE|-`: a route document validated offline, as
+//! this proxy would read it.
 
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::cli::{Command, RoutesCommand};
-
-/// Runs a tool; its exit code.
-pub fn run(command: &Command) -> ExitCode {
-    match command {
-        Command::Routes(RoutesCommand::Check { file }) => routes_check(file),
-    }
-}
-
 /// `hipache routes check FILE|-`: 0 valid, 1 invalid (every error on
 /// standard error), 2 unreadable.
-fn routes_check(file: &Path) -> ExitCode {
+pub fn routes_check(file: &Path) -> ExitCode {
     let (name, json) = match read(file) {
         Ok(read) => read,
         Err(e) => {
@@ -43,7 +34,8 @@ fn routes_check(file: &Path) -> ExitCode {
     }
 }
 
-fn read(file: &Path) -> std::io::Result<(String, Vec<u8>)> {
+/// A file's name and bytes, or standard input's for `-`.
+pub fn read(file: &Path) -> std::io::Result<(String, Vec<u8>)> {
     if file.as_os_str() == "-" {
         let mut json = Vec::new();
         std::io::stdin().read_to_end(&mut json)?;
