@@ -9,7 +9,7 @@
 //!   validated [`config::Config`].
 //! - [`cli`]: command-line flags and their environment fallbacks.
 //! - [`tools`]: what the binary runs instead of the proxy (`hipache
-//!   routes check`).
+//!   routes ...`: check, list, get, set, resolve, export, import).
 //! - [`shared`]: the composition root: what every request needs (config,
 //!   metrics, route store, backend pool, error pages, access log), built
 //!   once.
