@@ -82,6 +82,20 @@ async fn frontend_is(redis: &RedisServer, host: &str, want: &[&str]) {
     .await;
 }
 
+/// Moves the seeded Service's endpoint to 10.0.0.9 and waits until a.com's
+/// frontend has it: how long that took.
+async fn endpoint_change_flows(api: &FakeApi, redis: &RedisServer) -> Duration {
+    let t0 = std::time::Instant::now();
+    api.apply(
+        slice("ns", "web", "web-1")
+            .port("http", 8080)
+            .ready("10.0.0.9")
+            .build(),
+    );
+    frontend_is(redis, "a.com", &["k8s:ns/site", "http://10.0.0.9:8080"]).await;
+    t0.elapsed()
+}
+
 #[tokio::test]
 async fn list_watch_changes_bookmarks_410_and_restart() {
     let redis = RedisServer::start();
@@ -174,15 +188,7 @@ async fn after_an_api_server_outage_the_first_change_flows_within_seconds() {
     api.stop();
     tokio::time::sleep(OUTAGE).await;
     api.start_again().await;
-    let back = std::time::Instant::now();
-    api.apply(
-        slice("ns", "web", "web-1")
-            .port("http", 8080)
-            .ready("10.0.0.9")
-            .build(),
-    );
-    frontend_is(&redis, "a.com", &["k8s:ns/site", "http://10.0.0.9:8080"]).await;
-    let took = back.elapsed();
+    let took = endpoint_change_flows(&api, &redis).await;
     println!("after a {OUTAGE:?} outage, the first change reached Redis in {took:?}");
     assert!(
         took < BOUND,
@@ -416,15 +422,7 @@ async fn two_syncers_one_lease_failover() {
     assert_eq!(holder(), Some(serde_json::json!("one")));
     // The leader dies without releasing the Lease.
     one.abort();
-    let t0 = std::time::Instant::now();
-    api.apply(
-        slice("ns", "web", "web-1")
-            .port("http", 8080)
-            .ready("10.0.0.9")
-            .build(),
-    );
-    frontend_is(&redis, "a.com", &["k8s:ns/site", "http://10.0.0.9:8080"]).await;
-    let took = t0.elapsed();
+    let took = endpoint_change_flows(&api, &redis).await;
     assert_eq!(holder(), Some(serde_json::json!("two")));
     assert!(took < Duration::from_secs(5), "takeover took {took:?}");
     let _ = Arc::new(());

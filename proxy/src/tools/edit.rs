@@ -48,6 +48,35 @@ pub async fn set(
     Ok(())
 }
 
+/// Changes the list of a host that has one (and no document) with `edit`,
+/// which gets the list and returns the new one.
+async fn edit_list(
+    store: &mut Store,
+    host: &str,
+    force: Force,
+    edit: impl Fn(&[String]) -> Result<Vec<String>, ToolError>,
+) -> Result<(), ToolError> {
+    store
+        .update(host, |state| {
+            check_owner(host, state, None, force.force)?;
+            refuse_document(host, state)?;
+            let Some(list) = &state.list else {
+                return Err(ToolError::Refused(format!(
+                    "no frontend {host}: create it with `routes set {host} IDENTIFIER URL...`"
+                )));
+            };
+            let new = edit(list)?;
+            Ok(Some(Change {
+                // Positions may now name other backends.
+                clear_dead: new.len() < list.len(),
+                list: Some(Some(new)),
+                ..Change::default()
+            }))
+        })
+        .await
+        .map(|_| ())
+}
+
 /// `routes add-backend HOST BACKEND`.
 pub async fn add_backend(
     store: &mut Store,
@@ -57,24 +86,13 @@ pub async fn add_backend(
 ) -> Result<(), ToolError> {
     let host = host(raw)?;
     check_backend(backend)?;
-    let changed = store
-        .update(&host, |state| {
-            check_owner(&host, state, None, force.force)?;
-            refuse_document(&host, state)?;
-            let Some(list) = &state.list else {
-                return Err(ToolError::Refused(format!(
-                    "no frontend {host}: create it with `routes set {host} IDENTIFIER URL...`"
-                )));
-            };
-            let mut list = list.clone();
-            list.push(backend.to_owned());
-            Ok(Some(Change {
-                list: Some(Some(list)),
-                ..Change::default()
-            }))
-        })
-        .await?;
-    report(&host, changed.is_some(), "backend added");
+    edit_list(store, &host, force, |list| {
+        let mut list = list.to_vec();
+        list.push(backend.to_owned());
+        Ok(list)
+    })
+    .await?;
+    report(&host, true, "backend added");
     Ok(())
 }
 
@@ -86,32 +104,21 @@ pub async fn rm_backend(
     force: Force,
 ) -> Result<(), ToolError> {
     let host = host(raw)?;
-    store
-        .update(&host, |state| {
-            check_owner(&host, state, None, force.force)?;
-            refuse_document(&host, state)?;
-            let Some(list) = &state.list else {
-                return Err(ToolError::Refused(format!("no frontend {host}")));
-            };
-            let kept: Vec<String> = list
-                .iter()
-                .enumerate()
-                .filter(|(i, e)| *i == 0 || e.as_str() != backend)
-                .map(|(_, e)| e.clone())
-                .collect();
-            if kept.len() == list.len() {
-                return Err(ToolError::Refused(format!(
-                    "{host} has no backend {backend:?}"
-                )));
-            }
-            Ok(Some(Change {
-                list: Some(Some(kept)),
-                // Positions after the removed one now name other backends.
-                clear_dead: true,
-                ..Change::default()
-            }))
-        })
-        .await?;
+    edit_list(store, &host, force, |list| {
+        let kept: Vec<String> = list
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| *i == 0 || e.as_str() != backend)
+            .map(|(_, e)| e.clone())
+            .collect();
+        match kept.len() == list.len() {
+            true => Err(ToolError::Refused(format!(
+                "{host} has no backend {backend:?}"
+            ))),
+            false => Ok(kept),
+        }
+    })
+    .await?;
     report(&host, true, "backend removed");
     Ok(())
 }
