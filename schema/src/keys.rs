@@ -125,6 +125,14 @@ impl Keys {
         key.strip_prefix(self.prefix.as_str())?
             .strip_prefix("dead:")
     }
+
+    /// `syncer:marker` (with the prefix): written by the syncer with every
+    /// full rewrite and watched for; when it is gone, Redis lost what the
+    /// syncer wrote (restarted without persistence, flushed, replaced by an
+    /// empty server) and the syncer rewrites everything.
+    pub fn syncer_marker(&self) -> String {
+        format!("{}syncer:marker", self.prefix)
+    }
 }
 
 /// A prefix made literal for a `SCAN MATCH` glob.

@@ -35,6 +35,11 @@ use crate::metrics::{Metrics, Readiness};
 use crate::status;
 use crate::store::{self, ApplyReport, Store};
 
+/// How often the leader checks that Redis still holds its marker
+/// ([`Store::marker_present`]): a Redis that comes back empty is rewritten
+/// within this and one pass, instead of at the next periodic resync.
+const MARKER_PROBE: Duration = Duration::from_millis(500);
+
 /// Backoff after a failed Redis pass: first retry, and the ceiling.
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(10);
@@ -309,6 +314,8 @@ impl Reconciler {
     ) {
         let mut resync = tokio::time::interval(self.config.resync);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut probe = tokio::time::interval(MARKER_PROBE);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut need_resync = true;
         let mut retry_at: Option<tokio::time::Instant> = None;
         let mut backoff = RETRY_MIN;
@@ -325,6 +332,12 @@ impl Reconciler {
                 }
                 r = leader.changed() => {
                     if r.is_err() { return }
+                    need_resync = true;
+                }
+                _ = probe.tick(), if !need_resync && *leader.borrow() => {
+                    if !self.redis_lost().await {
+                        continue;
+                    }
                     need_resync = true;
                 }
                 _ = async { if let Some(at) = retry_at { tokio::time::sleep_until(at).await } }, if retry_at.is_some() => {}
@@ -366,6 +379,24 @@ impl Reconciler {
             self.metrics
                 .sync_duration
                 .observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Whether Redis lost what this leader wrote (its marker is gone). An
+    /// error says nothing: the next write finds out.
+    async fn redis_lost(&mut self) -> bool {
+        let Some(store) = &mut self.store else {
+            return false;
+        };
+        match store.marker_present().await {
+            Ok(true) | Err(_) => false,
+            Ok(false) => {
+                tracing::warn!(
+                    "Redis lost the syncer's keys (restarted empty, flushed or replaced): rewriting everything"
+                );
+                self.metrics.redis_resets.inc();
+                true
+            }
         }
     }
 

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub const NAMES: &[&str] = &[
     "hipache_syncer_reconciles_total",
     "hipache_syncer_reconcile_errors_total",
+    "hipache_syncer_redis_resets_total",
     "hipache_syncer_redis_writes_total",
     "hipache_syncer_redis_deletes_total",
     "hipache_syncer_watch_events_total",
@@ -53,6 +54,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub reconciles: IntCounter,
     pub reconcile_errors: IntCounter,
+    pub redis_resets: IntCounter,
     pub redis_writes: IntCounter,
     pub redis_deletes: IntCounter,
     /// Label `resource`: ingresses, ingressclasses, services, endpointslices.
@@ -128,6 +130,10 @@ impl Metrics {
             reconcile_errors: r.counter(
                 "hipache_syncer_reconcile_errors_total",
                 "Reconcile passes that failed (Redis)",
+            ),
+            redis_resets: r.counter(
+                "hipache_syncer_redis_resets_total",
+                "Times Redis had lost the syncer's keys (its marker gone) and everything was rewritten",
             ),
             redis_writes: r.counter("hipache_syncer_redis_writes_total", "Keys written"),
             redis_deletes: r.counter("hipache_syncer_redis_deletes_total", "Keys deleted"),

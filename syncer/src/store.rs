@@ -337,7 +337,22 @@ impl Store {
         self.forget();
         self.reread::<Frontends>().await?;
         self.reread::<Certificates>().await?;
-        self.apply(desired).await
+        let report = self.apply(desired).await?;
+        // After the writes: a marker present means they are in Redis.
+        let _: () = self
+            .con
+            .set(self.keys.syncer_marker(), hipache_schema::keys::unix_now())
+            .await?;
+        Ok(report)
+    }
+
+    /// Whether Redis still holds the marker of the last [`resync`]: `false`
+    /// when it lost what the syncer wrote (restarted empty, flushed,
+    /// replaced), and everything must be written again.
+    ///
+    /// [`resync`]: Self::resync
+    pub async fn marker_present(&mut self) -> Result<bool, StoreError> {
+        Ok(self.con.exists(self.keys.syncer_marker()).await?)
     }
 
     /// Writes what changed since the last pass and deletes what is no

@@ -196,6 +196,34 @@ async fn after_an_api_server_outage_the_first_change_flows_within_seconds() {
     );
 }
 
+/// A Redis that loses the syncer's keys (flushed; restarted without
+/// persistence) is rewritten within a second or two, not at the periodic
+/// resync (a minute here): the leader watches for its marker.
+#[tokio::test]
+async fn a_redis_that_comes_back_empty_is_rewritten_within_two_seconds() {
+    const BOUND: Duration = Duration::from_secs(2);
+    let mut redis = RedisServer::start();
+    let api = FakeApi::start().await;
+    seed(&api);
+    let _s = start_syncer(&api, &redis, &["--resync-seconds", "60"]);
+    let want = ["k8s:ns/site", "http://10.0.0.1:8080"];
+    frontend_is(&redis, "a.com", &want).await;
+
+    let _: String = redis.cli(&["FLUSHALL"]).await;
+    let flushed = std::time::Instant::now();
+    frontend_is(&redis, "a.com", &want).await;
+    let took = flushed.elapsed();
+    println!("rewritten {took:?} after FLUSHALL");
+    assert!(took < BOUND, "rewritten after {took:?}");
+
+    redis.restart();
+    let restarted = std::time::Instant::now();
+    frontend_is(&redis, "a.com", &want).await;
+    let took = restarted.elapsed();
+    println!("rewritten {took:?} after a restart without persistence");
+    assert!(took < BOUND, "rewritten after {took:?}");
+}
+
 #[tokio::test]
 async fn invalid_and_foreign_are_reported_and_never_stop_others() {
     let redis = RedisServer::start();

@@ -264,7 +264,7 @@ EXEC), resync and health-check SCANs, dead marks, `hchecker_ping`,
 certificate changes published on `tls`, dead events followed on `dead`. */}}
 {{- define "hipache.acl.syncer" -}}
 {{- $p := include "hipache.aclPrefix" . -}}
-reset on -@all +ping +select +client|setinfo +scan +lrange +hgetall +watch +unwatch +multi +exec +discard +del +rpush +hset +hmset +sadd +srem +expire +set +publish +subscribe +unsubscribe {{ printf "~%sfrontend:*" $p }} {{ printf "~%sdead:*" $p }} {{ printf "~%stls:*" $p }} %W~hchecker_ping resetchannels &dead &tls
+reset on -@all +ping +select +client|setinfo +scan +lrange +hgetall +watch +unwatch +multi +exec +discard +del +rpush +hset +hmset +sadd +srem +expire +set +exists +publish +subscribe +unsubscribe {{ printf "~%sfrontend:*" $p }} {{ printf "~%sdead:*" $p }} {{ printf "~%stls:*" $p }} {{ printf "~%ssyncer:*" $p }} %W~hchecker_ping resetchannels &dead &tls
 {{- end -}}
 
 {{/* What a redis-cli tenant does to its own frontends, route documents and
