@@ -338,11 +338,16 @@ impl Store {
         self.reread::<Frontends>().await?;
         self.reread::<Certificates>().await?;
         let report = self.apply(desired).await?;
-        // After the writes: a marker present means they are in Redis.
-        let _: () = self
+        // After the writes: a marker present means they are in Redis. Not
+        // fatal: a Redis user without the right (an ACL written before the
+        // marker) only loses the early rewrite, not the routes.
+        let marked: Result<(), RedisError> = self
             .con
             .set(self.keys.syncer_marker(), hipache_schema::keys::unix_now())
-            .await?;
+            .await;
+        if let Err(e) = marked {
+            tracing::warn!(error = %e, "cannot write the syncer's marker: a Redis that comes back empty is rewritten at the next periodic resync only");
+        }
         Ok(report)
     }
 
