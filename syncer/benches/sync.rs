@@ -40,6 +40,8 @@ async fn main() {
             controller: CTRL.to_owned(),
             class: "hipache".to_owned(),
             backend_mode: hipache_syncer::config::BackendMode::Endpoints,
+            nginx_class: false,
+            serve_unsupported_protections: false,
         };
         let mut world = hipache_syncer::desired::World {
             classes: vec![Arc::new(ingress_class("hipache", CTRL).build())],

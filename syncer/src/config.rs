@@ -98,6 +98,19 @@ pub struct Args {
     #[arg(long, env = "HIPACHE_SYNCER_NAMESPACE")]
     pub namespace: Option<String>,
 
+    /// Also take the Ingresses of class `nginx` (`ingressClassName: nginx`
+    /// or the annotation `kubernetes.io/ingress.class: nginx`), to switch a
+    /// cluster from ingress-nginx without editing its Ingresses.
+    #[arg(long, env = "HIPACHE_SYNCER_NGINX_CLASS")]
+    pub nginx_class: bool,
+
+    /// Serve an Ingress whose ingress-nginx annotations restrict access
+    /// (allow lists, authentication, limits, snippets: not supported)
+    /// without the restriction. Default: such an Ingress is not served, and
+    /// its Event says why.
+    #[arg(long, env = "HIPACHE_SYNCER_SERVE_UNSUPPORTED_PROTECTIONS")]
+    pub serve_unsupported_protections: bool,
+
     /// Backends: pod IPs from EndpointSlices, or the Service's cluster IP.
     #[arg(
         long,
@@ -248,6 +261,10 @@ pub struct Config {
     pub ingress_class: String,
     pub namespace: Option<String>,
     pub backend_mode: BackendMode,
+    /// `--nginx-class`.
+    pub nginx_class: bool,
+    /// `--serve-unsupported-protections`.
+    pub serve_unsupported_protections: bool,
     pub resync: Duration,
     pub publish: PublishStatus,
     /// `None`: no leader election, always write.
@@ -372,6 +389,8 @@ impl Args {
             ingress_class: self.ingress_class,
             namespace: self.namespace.filter(|n| !n.is_empty()),
             backend_mode: self.backend_mode,
+            nginx_class: self.nginx_class,
+            serve_unsupported_protections: self.serve_unsupported_protections,
             resync: Duration::from_secs(self.resync_seconds),
             publish,
             lease,

@@ -233,6 +233,8 @@ pub async fn run(
             controller: config.controller.clone(),
             class: config.ingress_class.clone(),
             backend_mode: config.backend_mode,
+            nginx_class: config.nginx_class,
+            serve_unsupported_protections: config.serve_unsupported_protections,
         },
         config,
         client,
@@ -431,6 +433,17 @@ impl Reconciler {
         self.metrics
             .frontends
             .set(i64::try_from(d.frontends.len()).unwrap_or(i64::MAX));
+        for (effect, kind) in [
+            ("ignored", ReportKind::UnsupportedAnnotation),
+            ("refused", ReportKind::UnsupportedProtection),
+            ("unprotected", ReportKind::ServedUnprotected),
+        ] {
+            let n = d.reports.iter().filter(|r| r.kind == kind).count();
+            self.metrics
+                .unsupported_annotations
+                .with_label_values(&[effect])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         self.metrics.invalid_ingresses.set(
             i64::try_from(
                 d.reports

@@ -96,7 +96,17 @@ pub struct Settings {
     /// Our value of the legacy class annotation.
     pub class: String,
     pub backend_mode: BackendMode,
+    /// Also take Ingresses of class `nginx` (`ingressClassName` or the
+    /// legacy annotation), to switch a cluster from ingress-nginx without
+    /// editing its Ingresses.
+    pub nginx_class: bool,
+    /// Serve an Ingress whose ingress-nginx annotations restrict access
+    /// (not supported) without the restriction, instead of refusing it.
+    pub serve_unsupported_protections: bool,
 }
+
+/// The class of ingress-nginx's Ingresses.
+pub const NGINX_CLASS: &str = "nginx";
 
 /// A TLS Secret's PEM data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +148,13 @@ pub enum ReportKind {
     MissingSecret,
     /// The frontend key belongs to someone else (a redis-cli tenant).
     ForeignKey,
+    /// An ingress-nginx annotation that is not supported: ignored.
+    UnsupportedAnnotation,
+    /// An ingress-nginx annotation that restricts access and is not
+    /// supported: the Ingress is not served.
+    UnsupportedProtection,
+    /// The same, served without the restriction (the operator's choice).
+    ServedUnprotected,
 }
 
 impl ReportKind {
@@ -149,6 +166,9 @@ impl ReportKind {
             ReportKind::MissingService => "ServiceNotFound",
             ReportKind::MissingSecret => "SecretNotFound",
             ReportKind::ForeignKey => "HostOwnedElsewhere",
+            ReportKind::UnsupportedAnnotation => "UnsupportedAnnotation",
+            ReportKind::UnsupportedProtection => "UnsupportedProtection",
+            ReportKind::ServedUnprotected => "ServedUnprotected",
         }
     }
 }
@@ -196,14 +216,14 @@ pub fn is_ours(ing: &Ingress, classes: &[Arc<IngressClass>], s: &Settings) -> bo
         .as_ref()
         .and_then(|a| a.get(CLASS_ANNOTATION))
     {
-        return a == &s.class || our_class(a);
+        return a == &s.class || our_class(a) || (s.nginx_class && a == NGINX_CLASS);
     }
     if let Some(name) = ing
         .spec
         .as_ref()
         .and_then(|s| s.ingress_class_name.as_deref())
     {
-        return our_class(name);
+        return our_class(name) || (s.nginx_class && name == NGINX_CLASS);
     }
     classes.iter().any(|c| {
         c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(s.controller.as_str())
@@ -288,6 +308,9 @@ fn validate_ours<'w>(world: &'w World, s: &Settings, reports: &mut Vec<Report>) 
         let Some(key) = ObjectKey::of(&ing.metadata) else {
             continue;
         };
+        if !nginx_annotations(ing, &key, s, reports) {
+            continue;
+        }
         match validate(ing, key.clone()) {
             Ok(v) => valid.push(v),
             Err(message) => reports.push(Report {
@@ -299,6 +322,44 @@ fn validate_ours<'w>(world: &'w World, s: &Settings, reports: &mut Vec<Report>) 
     }
     valid.sort_by(|a, b| a.rank.cmp(&b.rank));
     valid
+}
+
+/// Reports the ingress-nginx annotations of an Ingress (see [`nginx`]);
+/// `false` when it must not be served.
+fn nginx_annotations(
+    ing: &Ingress,
+    key: &ObjectKey,
+    s: &Settings,
+    reports: &mut Vec<Report>,
+) -> bool {
+    let found = nginx::found(ing);
+    let mut report = |kind, message| {
+        reports.push(Report {
+            ingress: key.clone(),
+            kind,
+            message,
+        })
+    };
+    for a in &found.ignored {
+        report(
+            ReportKind::UnsupportedAnnotation,
+            format!("{a} is not supported: ignored, the Ingress is served without it"),
+        );
+    }
+    let refuse = !s.serve_unsupported_protections;
+    for a in &found.protective {
+        report(
+            match refuse {
+                true => ReportKind::UnsupportedProtection,
+                false => ReportKind::ServedUnprotected,
+            },
+            match refuse {
+                true => format!("{a} restricts access and is not supported: the Ingress is not served, rather than served open to everyone (--serve-unsupported-protections serves such Ingresses without the restriction)"),
+                false => format!("{a} restricts access and is not supported: the Ingress is served WITHOUT this restriction (--serve-unsupported-protections)"),
+            },
+        );
+    }
+    found.protective.is_empty() || !refuse
 }
 
 /// The rules of one frontend host: route key (`None`: plain) → (rule,
@@ -718,6 +779,8 @@ fn url(scheme: &str, host: &str, port: i32) -> String {
         format!("{scheme}://{host}:{port}")
     }
 }
+
+pub mod nginx;
 
 #[cfg(test)]
 mod tests;

@@ -94,12 +94,17 @@ impl IngressBuilder {
     }
 
     /// The legacy class annotation.
-    pub fn class_annotation(mut self, c: &str) -> Self {
+    pub fn class_annotation(self, c: &str) -> Self {
+        self.annotation(CLASS_ANNOTATION, c)
+    }
+
+    /// Any annotation.
+    pub fn annotation(mut self, name: &str, value: &str) -> Self {
         self.0
             .metadata
             .annotations
             .get_or_insert_with(BTreeMap::new)
-            .insert(CLASS_ANNOTATION.to_owned(), c.to_owned());
+            .insert(name.to_owned(), value.to_owned());
         self
     }
 

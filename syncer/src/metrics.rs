@@ -13,8 +13,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +29,7 @@ pub const NAMES: &[&str] = &[
     "hipache_syncer_watch_errors_total",
     "hipache_syncer_frontends",
     "hipache_syncer_invalid_ingresses",
+    "hipache_syncer_unsupported_annotations",
     "hipache_syncer_reports",
     "hipache_syncer_foreign_hosts",
     "hipache_syncer_leader",
@@ -38,6 +39,9 @@ pub const NAMES: &[&str] = &[
     "hipache_syncer_health_probes_total",
     "hipache_syncer_backends_dead",
 ];
+
+/// Values of the `effect` label of `hipache_syncer_unsupported_annotations`.
+pub const ANNOTATION_EFFECTS: &[&str] = &["ignored", "refused", "unprotected"];
 
 /// Values of the `resource` label.
 pub const RESOURCES: &[&str] = &[
@@ -62,6 +66,8 @@ pub struct Metrics {
     pub watch_errors: IntCounterVec,
     pub frontends: IntGauge,
     pub invalid_ingresses: IntGauge,
+    /// Label `effect`: [`ANNOTATION_EFFECTS`].
+    pub unsupported_annotations: IntGaugeVec,
     pub reports: IntGauge,
     pub foreign_hosts: IntGauge,
     pub leader: IntGauge,
@@ -103,6 +109,10 @@ impl Register<'_> {
 
     fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
         self.add(IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter"))
+    }
+
+    fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge"))
     }
 
     fn gauge(&self, name: &str, help: &str) -> IntGauge {
@@ -148,6 +158,11 @@ impl Metrics {
                 &["resource"],
             ),
             frontends: r.gauge("hipache_syncer_frontends", "Frontends desired"),
+            unsupported_annotations: r.gauge_vec(
+                "hipache_syncer_unsupported_annotations",
+                "ingress-nginx annotations on our Ingresses that are not supported, by effect: ignored, refused (the Ingress is not served), unprotected (served without the restriction)",
+                &["effect"],
+            ),
             invalid_ingresses: r.gauge(
                 "hipache_syncer_invalid_ingresses",
                 "Ingresses of our class that do not validate",
@@ -195,6 +210,9 @@ impl Metrics {
         }
         for r in ["ok", "fail"] {
             self.health_probes.with_label_values(&[r]);
+        }
+        for e in ANNOTATION_EFFECTS {
+            self.unsupported_annotations.with_label_values(&[e]);
         }
     }
 

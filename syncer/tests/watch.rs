@@ -224,6 +224,69 @@ async fn a_redis_that_comes_back_empty_is_rewritten_within_two_seconds() {
     assert!(took < BOUND, "rewritten after {took:?}");
 }
 
+/// ingress-nginx's Ingresses with `--nginx-class`: served, with an Event per
+/// unsupported annotation; one with an allow list is refused whole (never
+/// served open), and its Event says why.
+#[tokio::test]
+async fn ingress_nginx_annotations_are_reported_and_protections_refused() {
+    let redis = RedisServer::start();
+    let api = FakeApi::start().await;
+    seed(&api);
+    api.apply(
+        ingress("ns", "plain")
+            .class_name(Some("nginx"))
+            .annotation("nginx.ingress.kubernetes.io/proxy-body-size", "8m")
+            .host("plain.com")
+            .path("/", "Prefix", "web", 80)
+            .build(),
+    );
+    api.apply(
+        ingress("ns", "guarded")
+            .class_name(Some("nginx"))
+            .annotation(
+                "nginx.ingress.kubernetes.io/whitelist-source-range",
+                "10.0.0.0/8",
+            )
+            .host("guarded.com")
+            .path("/", "Prefix", "web", 80)
+            .build(),
+    );
+    let _s = start_syncer(&api, &redis, &["--nginx-class"]);
+    frontend_is(
+        &redis,
+        "plain.com",
+        &["k8s:ns/plain", "http://10.0.0.1:8080"],
+    )
+    .await;
+    let events = until("two warning events", DEADLINE, || async {
+        let mut r: Vec<String> = api
+            .list("events")
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}:{}:{}",
+                    e["regarding"]["name"].as_str().unwrap_or(""),
+                    e["reason"].as_str().unwrap_or(""),
+                    e["note"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        r.sort();
+        (r.len() >= 2).then_some(r)
+    })
+    .await;
+    assert!(
+        events[0].starts_with("guarded:UnsupportedProtection:nginx.ingress.kubernetes.io/whitelist-source-range restricts access"),
+        "{events:?}"
+    );
+    assert!(
+        events[1]
+            .starts_with("plain:UnsupportedAnnotation:nginx.ingress.kubernetes.io/proxy-body-size"),
+        "{events:?}"
+    );
+    assert!(redis.list("frontend:guarded.com").await.is_empty());
+}
+
 #[tokio::test]
 async fn invalid_and_foreign_are_reported_and_never_stop_others() {
     let redis = RedisServer::start();

@@ -5,6 +5,8 @@ what each value must change in the rendered objects."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 import re
 import subprocess
 
@@ -622,6 +624,18 @@ def test_extra_args_and_volumes_reach_both_binaries():
         assert {"name": "ca", "secret": {"secretName": "redis-ca"}} in w["spec"]["template"]["spec"]["volumes"]
         assert {"name": "ca", "mountPath": "/etc/ca"} in c["volumeMounts"]
     assert "volumes" not in one(render(None), "Deployment", "hipache-syncer")["spec"]["template"]["spec"]
+
+
+def test_ingress_nginx_switches_reach_the_syncer_and_are_off_by_default():
+    args = container(one(render(None), "Deployment", "hipache-syncer"), "hipache-syncer")["args"]
+    assert "--nginx-class" not in args and "--serve-unsupported-protections" not in args
+    objs = render(None, ("syncer.nginxClass=true", "syncer.serveUnsupportedProtections=true"))
+    args = container(one(objs, "Deployment", "hipache-syncer"), "hipache-syncer")["args"]
+    assert "--nginx-class" in args and "--serve-unsupported-protections" in args
+    # The binary takes them (it validates its flags and exits).
+    res = run([str(Path(os.environ["HIPACHE_BIN_DIR"]) / "hipache-syncer"), "--check-config",
+               "--nginx-class", "--serve-unsupported-protections"])
+    assert res.returncode == 0, res.stderr
 
 
 def render_values(tmp_path, values: dict) -> list[dict]:

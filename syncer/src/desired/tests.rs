@@ -19,6 +19,8 @@ fn settings() -> Settings {
         controller: CTRL.to_owned(),
         class: "hipache".to_owned(),
         backend_mode: BackendMode::Endpoints,
+        nginx_class: false,
+        serve_unsupported_protections: false,
     }
 }
 
@@ -731,4 +733,103 @@ fn output_is_deterministic() {
         compute(&world(ings), &settings()),
         compute(&world(rev), &settings())
     );
+}
+
+/// What an ingress-nginx Ingress becomes: its annotations in, frontends and
+/// Events out.
+fn nginx_ingress(annotations: &[(&str, &str)]) -> Ingress {
+    let mut b = ingress("ns", "legacy")
+        .class_name(Some("nginx"))
+        .host("legacy.example.com")
+        .path("/", "Prefix", "web", 80);
+    for (name, value) in annotations {
+        b = b.annotation(&format!("nginx.ingress.kubernetes.io/{name}"), value);
+    }
+    b.build()
+}
+
+fn with(nginx_class: bool, serve_unsupported_protections: bool) -> Settings {
+    Settings {
+        nginx_class,
+        serve_unsupported_protections,
+        ..settings()
+    }
+}
+
+fn reasons(d: &Desired) -> Vec<(&'static str, String)> {
+    d.reports
+        .iter()
+        .map(|r| (r.kind.reason(), r.message.clone()))
+        .collect()
+}
+
+#[test]
+fn class_nginx_is_taken_only_with_the_flag() {
+    let plain = nginx_ingress(&[]);
+    let d = compute(&world(vec![plain.clone()]), &settings());
+    assert!(d.frontends.is_empty(), "not ours without --nginx-class");
+    let d = compute(&world(vec![plain]), &with(true, false));
+    assert_eq!(
+        d.frontends["legacy.example.com"],
+        ["k8s:ns/legacy", "http://10.0.0.1:8080"]
+    );
+    let annotated = ingress("ns", "old")
+        .class_annotation("nginx")
+        .host("old.example.com")
+        .path("/", "Prefix", "web", 80)
+        .build();
+    let d = compute(&world(vec![annotated]), &with(true, false));
+    assert!(d.frontends.contains_key("old.example.com"));
+}
+
+#[test]
+fn unsupported_annotations_are_reported_and_the_ingress_served() {
+    let i = nginx_ingress(&[("proxy-body-size", "8m"), ("rewrite-target", "/$2")]);
+    let d = compute(&world(vec![i]), &with(true, false));
+    assert!(d.frontends.contains_key("legacy.example.com"));
+    assert_eq!(
+        reasons(&d),
+        [
+            ("UnsupportedAnnotation", "nginx.ingress.kubernetes.io/proxy-body-size is not supported: ignored, the Ingress is served without it".to_owned()),
+            ("UnsupportedAnnotation", "nginx.ingress.kubernetes.io/rewrite-target is not supported: ignored, the Ingress is served without it".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn an_unsupported_protection_refuses_the_whole_ingress() {
+    for protection in [
+        ("whitelist-source-range", "10.0.0.0/8"),
+        ("auth-url", "http://auth.example.com/check"),
+        ("auth-type", "basic"),
+        ("limit-rps", "10"),
+        ("configuration-snippet", "deny all;"),
+        ("satisfy", "any"),
+    ] {
+        let i = nginx_ingress(&[protection, ("ssl-redirect", "true")]);
+        let d = compute(&world(vec![i]), &with(true, false));
+        assert!(
+            d.frontends.is_empty(),
+            "{protection:?}: served open to everyone"
+        );
+        assert!(!d.ingresses.contains(&ObjectKey::new("ns", "legacy")));
+        let refused: Vec<_> = d
+            .reports
+            .iter()
+            .filter(|r| r.kind == ReportKind::UnsupportedProtection)
+            .collect();
+        assert_eq!(refused.len(), 1, "{:?}", d.reports);
+        assert!(refused[0].message.contains(protection.0));
+        assert!(refused[0].message.contains("not served"));
+    }
+}
+
+#[test]
+fn the_operator_may_serve_unsupported_protections_unprotected() {
+    let i = nginx_ingress(&[("whitelist-source-range", "10.0.0.0/8")]);
+    let d = compute(&world(vec![i]), &with(true, true));
+    assert!(d.frontends.contains_key("legacy.example.com"));
+    assert_eq!(d.reports.len(), 1);
+    assert_eq!(d.reports[0].kind.reason(), "ServedUnprotected");
+    assert!(d.reports[0].message.contains("WITHOUT"));
 }
