@@ -56,6 +56,11 @@ pub fn trusting(cert: &rustls::pki_types::CertificateDer<'_>) -> Arc<rustls::Cli
 
 impl HttpsProxy {
     pub async fn start(names: &[&str]) -> HttpsProxy {
+        Self::start_with(names, json!({})).await
+    }
+
+    /// [`HttpsProxy::start`] with `server_extra` merged into `server`.
+    pub async fn start_with(names: &[&str], server_extra: serde_json::Value) -> HttpsProxy {
         let redis = RedisServer::start();
         let certs = tempfile::tempdir().expect("temporary directory");
         let key = rcgen::KeyPair::generate().expect("key");
@@ -66,7 +71,7 @@ impl HttpsProxy {
         let (cert_path, key_path) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
         std::fs::write(&cert_path, cert.pem()).expect("write certificate");
         std::fs::write(&key_path, key.serialize_pem()).expect("write key");
-        let mut config = config_json(&redis.url(), json!({}));
+        let mut config = config_json(&redis.url(), server_extra);
         config["https"] =
             json!({"bind": ["127.0.0.1"], "port": 0, "cert": cert_path, "key": key_path});
         let proxy = TestProxy::start_with(config).await;
@@ -88,6 +93,21 @@ impl HttpsProxy {
         host: &str,
         headers: &[(String, String)],
     ) -> HttpsResp {
+        self.request_after(b"", sni, method, path, host, headers)
+            .await
+    }
+
+    /// [`HttpsProxy::request`] with `preamble` sent on the TCP connection
+    /// before the TLS handshake (a PROXY protocol header).
+    pub async fn request_after(
+        &self,
+        preamble: &[u8],
+        sni: &str,
+        method: &str,
+        path: &str,
+        host: &str,
+        headers: &[(String, String)],
+    ) -> HttpsResp {
         let what = format!("{method} https://{host}{path}");
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
         for (k, v) in headers {
@@ -95,9 +115,10 @@ impl HttpsProxy {
         }
         head.push_str("\r\n");
         let exchange = async {
-            let tcp = tokio::net::TcpStream::connect(self.proxy.https_addr())
+            let mut tcp = tokio::net::TcpStream::connect(self.proxy.https_addr())
                 .await
                 .expect("connect to the HTTPS listener");
+            tcp.write_all(preamble).await.expect("write the preamble");
             let name =
                 rustls::pki_types::ServerName::try_from(sni.to_owned()).expect("server name");
             let mut tls = tokio_rustls::TlsConnector::from(self.client.clone())

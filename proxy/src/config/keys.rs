@@ -222,6 +222,12 @@ const SERVER: &[Key] = &[
     key("trustedProxies")
         .kind(Kind::Custom(read_trusted_proxies, show_trusted_proxies))
         .doc("Peers whose forwarding headers are kept"),
+    key("proxyProtocolFrom")
+        .kind(Kind::Custom(
+            read_proxy_protocol_from,
+            show_proxy_protocol_from,
+        ))
+        .doc("Load balancers that hand over the client address with the PROXY protocol"),
     key("maxBodySize")
         .kind(Kind::Limit(field!(max_body_size)))
         .doc("Largest request body accepted, in bytes (413 above)"),
@@ -631,6 +637,15 @@ fn read_trusted_proxies(b: &mut Builder<'_>, key: &str, v: &Value) {
 
 fn show_trusted_proxies(c: &Config) -> Value {
     networks_json(&c.trusted_proxies)
+}
+
+fn read_proxy_protocol_from(b: &mut Builder<'_>, key: &str, v: &Value) {
+    let what = "an IP address or CIDR network (such as \"10.0.0.0/8\")";
+    b.cfg.proxy_protocol_from = networks(&mut b.ctx, key, v, what);
+}
+
+fn show_proxy_protocol_from(c: &Config) -> Value {
+    networks_json(&c.proxy_protocol_from)
 }
 
 /// A list of networks (a single one is a list of one); each bad element is

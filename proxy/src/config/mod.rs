@@ -107,6 +107,9 @@ pub struct Config {
     pub driver: Driver,
     /// Peers whose `X-Forwarded-*` headers are trusted and appended to.
     pub trusted_proxies: Vec<IpNet>,
+    /// Peers that must open every connection with a PROXY protocol header
+    /// (v1 or v2), whose client address replaces theirs; empty: none.
+    pub proxy_protocol_from: Vec<IpNet>,
     /// Largest request body accepted (413 above); `None`: unlimited.
     pub max_body_size: Option<u64>,
     /// Largest request head (request line plus headers) accepted (431 above).
@@ -232,6 +235,7 @@ impl Default for Config {
                 write: redis,
             },
             trusted_proxies: Vec::new(),
+            proxy_protocol_from: Vec::new(),
             max_body_size: None,
             max_header_size: defaults::MAX_HEADER_SIZE,
             max_headers: defaults::MAX_HEADERS,

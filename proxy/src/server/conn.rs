@@ -1,5 +1,7 @@
 //! Client connections: the accept loop shared by plain and TLS listeners,
-//! the TLS handshake (in its own task, bounded by `tlsHandshakeTimeout`),
+//! the PROXY protocol header of load balancers in `proxyProtocolFrom` (see
+//! [`super::proxy_protocol`]), the TLS handshake (in its own task, bounded
+//! by `tlsHandshakeTimeout`),
 //! and each connection served by hyper-util's auto builder: HTTP/2 when the
 //! client speaks it (ALPN `h2` or prior knowledge), HTTP/1.1 otherwise,
 //! with the HTTP/2 limits that keep a client from making the proxy do
@@ -14,11 +16,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
-use super::Listener;
+use super::{proxy_protocol, Listener};
 use crate::config::Config;
 use crate::forward::{self, ConnInfo};
 use crate::shared::Shared;
@@ -84,38 +85,73 @@ pub(super) async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
-        let info = ConnInfo::new(peer, local, tls.is_some(), &shared.config);
-        // Taken before a TLS handshake, so that a drain waits for it too.
+        let proxied = proxy_protocol::required(&shared.config.proxy_protocol_from, peer);
+        // Taken before a header or a TLS handshake, so that a drain waits
+        // for them too.
         let watcher = graceful.watcher();
-        match &tls {
-            None => serve_connection(stream, info, shared.clone(), &builder, watcher),
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let shared = shared.clone();
-                let builder = builder.clone();
-                tokio::spawn(async move {
-                    let timeout = shared.config.tls_handshake_timeout;
-                    match tls_handshake(&acceptor, stream, peer, timeout).await {
-                        Some(stream) => {
-                            shared.metrics.tls_handshakes.inc();
-                            serve_connection(stream, info, shared, &builder, watcher);
-                        }
-                        None => shared.metrics.tls_handshake_failures.inc(),
-                    }
-                });
-            }
+        if tls.is_none() && !proxied {
+            let info = ConnInfo::new(peer, local, false, &shared.config);
+            serve_connection(stream, info, shared.clone(), &builder, watcher);
+            continue;
         }
+        let (tls, shared, builder) = (tls.clone(), shared.clone(), builder.clone());
+        tokio::spawn(async move {
+            let secure = tls.is_some();
+            if !proxied {
+                let info = ConnInfo::new(peer, local, secure, &shared.config);
+                return start(stream, info, tls, shared, &builder, watcher).await;
+            }
+            let timeout = shared
+                .config
+                .tls_handshake_timeout
+                .unwrap_or(proxy_protocol::DEFAULT_TIMEOUT);
+            match proxy_protocol::accept(stream, peer, timeout).await {
+                Ok((client, stream)) => {
+                    let info = ConnInfo::new(client, local, secure, &shared.config);
+                    start(stream, info, tls, shared, &builder, watcher).await
+                }
+                Err(e) => tracing::debug!(peer = %peer, error = %e, "connection closed"),
+            }
+        });
+    }
+}
+
+/// Serves a connection whose peer is known: after the TLS handshake on an
+/// HTTPS listener.
+async fn start<S>(
+    stream: S,
+    info: ConnInfo,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(acceptor) = tls else {
+        return serve_connection(stream, info, shared, builder, watcher);
+    };
+    let timeout = shared.config.tls_handshake_timeout;
+    match tls_handshake(&acceptor, stream, info.peer, timeout).await {
+        Some(stream) => {
+            shared.metrics.tls_handshakes.inc();
+            serve_connection(stream, info, shared, builder, watcher);
+        }
+        None => shared.metrics.tls_handshake_failures.inc(),
     }
 }
 
 /// The server side of a TLS handshake, bounded by `timeout`; failures
 /// (scanners, old clients, timeouts) are expected, hence debug.
-async fn tls_handshake(
+async fn tls_handshake<S>(
     acceptor: &TlsAcceptor,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
     timeout: Option<Duration>,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+) -> Option<tokio_rustls::server::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let accept = acceptor.accept(stream);
     let result = match timeout {
         Some(t) => match tokio::time::timeout(t, accept).await {

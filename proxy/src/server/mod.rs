@@ -17,6 +17,7 @@
 //!   certificate sources, TLS acceptors.
 
 mod conn;
+mod proxy_protocol;
 mod tls_listeners;
 
 use std::future::Future;
