@@ -77,6 +77,23 @@ pub fn found(ing: &Ingress) -> Found {
 mod tests {
     use super::*;
 
+    /// docs/migrating-from-ingress-nginx.md lists ingress-nginx's
+    /// annotations with what the syncer does to each: its "Today" column
+    /// is [`protects`], row by row.
+    #[test]
+    fn the_migration_guide_says_what_the_rule_does() {
+        let guide = include_str!("../../../docs/migrating-from-ingress-nginx.md");
+        let mut rows = 0;
+        for line in guide.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let name = cells[1].trim_matches('`');
+            let refused = cells[2].starts_with("refused");
+            assert_eq!(refused, protects(name), "{name}: {}", cells[2]);
+            rows += 1;
+        }
+        assert!(rows >= 100, "the guide lists {rows} annotations");
+    }
+
     #[test]
     fn protective_annotations_of_ingress_nginx() {
         for name in [
