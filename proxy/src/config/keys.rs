@@ -287,6 +287,14 @@ const SERVER: &[Key] = &[
             show_unknown_host_status,
         ))
         .doc("Status for a host no frontend routes"),
+    key("statusPage")
+        .kind(Kind::Flag(field!(status_page)))
+        .doc("Serve the live status page (`/status`) on the admin listener"),
+    key("statusToken")
+        .kind(Kind::Custom(read_status_token, show_status_token))
+        .doc("A token every `/status` request must carry")
+        .secret()
+        .reads_null(),
 ];
 
 /// `server.lruCache` as an object.
@@ -722,6 +730,34 @@ fn read_admin_address(b: &mut Builder<'_>, key: &str, v: &Value) {
             b.ctx.expected(key, what, v);
         }
     }
+}
+
+/// `statusToken`: a non-empty string, or `null` for none.
+fn read_status_token(b: &mut Builder<'_>, key: &str, v: &Value) {
+    match v {
+        Value::Null => b.cfg.status_token = None,
+        Value::String(s) if !s.is_empty() && s.bytes().all(is_token_char) => {
+            b.cfg.status_token = Some(s.clone());
+        }
+        // A secret: its value is never repeated in an error.
+        Value::String(_) => b.ctx.err(
+            key,
+            "must be a non-empty string of letters, digits and `-._~` (such as the output of `openssl rand -hex 32`)",
+        ),
+        other => b
+            .ctx
+            .err(key, format!("expected a string or null, got {}", raw::kind(other))),
+    }
+}
+
+/// A byte a status token may hold: it travels in a header, a query string
+/// and a cookie, so URL's unreserved characters only.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~".contains(&b)
+}
+
+fn show_status_token(c: &Config) -> Value {
+    Value::from(c.status_token.as_ref().map(|_| "***"))
 }
 
 fn show_admin_address(c: &Config) -> Value {
