@@ -42,7 +42,8 @@ pub fn page(overview: &Overview, search: Option<&Search>, frontend: Option<&Fron
         h,
         "<!doctype html><html lang=en><head><meta charset=utf-8>\
          <title>hipache status</title><style>{STYLE}</style></head><body>\
-         <header><h1>hipache status</h1><span id=answered-by class=muted>answered by {}</span></header>",
+         <header><h1>hipache status</h1><span id=answered-by class=muted>answered by {}</span>\
+         <span id=updated class=muted>rendered by the server</span></header>",
         escape(&overview.answered_by)
     );
     routes_section(&mut h, overview);
@@ -312,7 +313,8 @@ const SCRIPT: &str = r#"
       set('staleness', r.staleness_seconds);
       set('backends-tracked', o.backends_tracked);
       set('answered-by', 'answered by ' + o.answered_by);
-    }).catch(function () { set('redis-state', 'status page unreachable'); });
+      set('updated', 'updated ' + new Date().toLocaleTimeString());
+    }).catch(function (e) { set('redis-state', 'status page unreachable: ' + e); });
   }
   function frontend() {
     if (!section) return;
