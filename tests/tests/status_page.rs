@@ -11,7 +11,7 @@ use hipache_tests::backend::Backend;
 use hipache_tests::browser::{dump_dom, element_text, has_element, screenshot};
 use hipache_tests::client::{Req, Resp};
 use hipache_tests::metrics::admin_get;
-use hipache_tests::proxy::{config_with_admin, TestProxy};
+use hipache_tests::proxy::{config_with_admin, ProxyProcess, TestProxy};
 use hipache_tests::redis::RedisServer;
 use hipache_tests::routes::document;
 use hipache_tests::wait::{until, within};
@@ -501,4 +501,98 @@ async fn redis_down_the_page_says_so_and_still_renders() {
         "{dom}"
     );
     screenshot(SUITE, "redis-down", &url, 0).await;
+}
+
+#[tokio::test]
+async fn with_a_routes_file_the_table_in_memory_is_searched() {
+    let app = Backend::start("app").await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("routes.yaml");
+    let yaml = format!(
+        "frontends:\n  files.example.com: [files-id, \"{}\"]\n  other.example.com: [other-id, \"{}\"]\n",
+        app.url(),
+        app.url()
+    );
+    std::fs::write(&path, yaml).expect("write the routes file");
+    let proxy = TestProxy::start_with_admin(
+        &format!("file://{}", path.display()),
+        json!({"statusPage": true}),
+    )
+    .await;
+    let admin = proxy.admin_addr();
+    let found = api(admin, "/status/api/search?q=files").await;
+    assert_eq!(
+        found["hosts"],
+        json!([{"host": "files.example.com", "identifier": "files-id"}]),
+        "{found}"
+    );
+    traffic(&proxy, "files.example.com", 3).await;
+    let f = api(admin, "/status/api/frontend?host=files.example.com").await;
+    assert_eq!(backend(&f, &app.url())["stats"]["requests"], 3, "{f}");
+    let dom = dump_dom(&page_url(admin, "/status?q=files"), 0).await;
+    assert!(
+        has_element(&dom, &["data-host=\"files.example.com\""], "files-id"),
+        "{dom}"
+    );
+    assert!(
+        has_element(&dom, &["id=\"redis-state\""], "routes file loaded"),
+        "{dom}"
+    );
+}
+
+#[tokio::test]
+async fn a_master_forwards_the_page_to_a_worker() {
+    let redis = RedisServer::start();
+    let app = Backend::start("app").await;
+    redis
+        .rpush_frontend("workers.example", "workers-id", &[app.url()])
+        .await;
+    let proxy = ProxyProcess::start_workers(
+        &redis.url(),
+        2,
+        json!({"statusPage": true, "statusToken": "w-token"}),
+        Value::Null,
+    )
+    .await;
+    let admin = proxy.admin_addr();
+    let page = until("a ready worker answering the page", DEADLINE, || async {
+        let resp = Req::get(&admin.to_string(), "/status?q=workers&token=w-token")
+            .timeout(DEADLINE)
+            .send(admin)
+            .await
+            .map_err(|e| e.to_string())?;
+        match resp.status.as_u16() {
+            200 => Ok(resp),
+            s => Err(format!("{s}: {}", resp.text())),
+        }
+    })
+    .await;
+    assert!(
+        page.text().contains("answered by worker "),
+        "{}",
+        page.text()
+    );
+    assert!(
+        page.text().contains("data-host=\"workers.example\""),
+        "{}",
+        page.text()
+    );
+    let cookie = page.header("set-cookie").unwrap_or_default();
+    assert!(
+        cookie.starts_with("hipache_status_token=w-token;"),
+        "{cookie}"
+    );
+    let denied = admin_get(admin, "/status").await;
+    assert_eq!(
+        denied.status,
+        401,
+        "the worker checks the token: {}",
+        denied.text()
+    );
+    assert!(page
+        .header("content-security-policy")
+        .is_some_and(|c| c.contains("default-src 'none'")));
+    let dom = dump_dom(&page_url(admin, "/status?q=workers&token=w-token"), 0).await;
+    let by = element_text(&dom, &["id=\"answered-by\""]).unwrap_or_default();
+    assert!(by.starts_with("answered by worker "), "{by}");
 }
