@@ -736,7 +736,7 @@ fn read_admin_address(b: &mut Builder<'_>, key: &str, v: &Value) {
 fn read_status_token(b: &mut Builder<'_>, key: &str, v: &Value) {
     match v {
         Value::Null => b.cfg.status_token = None,
-        Value::String(s) if !s.is_empty() && s.bytes().all(is_token_char) => {
+        Value::String(s) if hipache_schema::status_page::is_valid_token(s) => {
             b.cfg.status_token = Some(s.clone());
         }
         // A secret: its value is never repeated in an error.
@@ -748,12 +748,6 @@ fn read_status_token(b: &mut Builder<'_>, key: &str, v: &Value) {
             .ctx
             .err(key, format!("expected a string or null, got {}", raw::kind(other))),
     }
-}
-
-/// A byte a status token may hold: it travels in a header, a query string
-/// and a cookie, so URL's unreserved characters only.
-fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~".contains(&b)
 }
 
 fn show_status_token(c: &Config) -> Value {

@@ -4,23 +4,9 @@
 
 use std::fmt::Write as _;
 
-use super::view::{Backend, Frontend, Overview, RuleView, Search};
+use hipache_schema::status_page::escape_html as escape;
 
-/// `text` safe in HTML text and in quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use super::view::{Backend, Frontend, Overview, RuleView, Search};
 
 /// `text` as a query-string value.
 fn query_value(text: &str) -> String {
@@ -354,16 +340,3 @@ const SCRIPT: &str = r#"
   setInterval(function () { overview(); frontend(); }, 2000);
 })();
 "#;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_markup_and_quotes() {
-        assert_eq!(
-            escape("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
-    }
-}

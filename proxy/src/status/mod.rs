@@ -14,7 +14,6 @@
 //! - this file: [`StatusPage`], the requests it answers (`/status`,
 //!   `/status/api/overview`, `/status/api/search?q=`,
 //!   `/status/api/frontend?host=`).
-//! - [`auth`]: the token (header, cookie, query), in constant time.
 //! - [`frontends`]: a search over frontend hosts and one host as the store
 //!   holds it.
 //! - [`stats`]: the bounded registry of per-backend counters the request
@@ -23,7 +22,6 @@
 //!   it.
 //! - [`html`]: the page, rendered from the views.
 
-pub mod auth;
 pub mod frontends;
 mod html;
 pub mod stats;
@@ -42,6 +40,7 @@ use crate::metrics::Metrics;
 use crate::routing::cache::Mode;
 use crate::routing::RouteStore;
 use crate::tls::CertStore;
+use hipache_schema::status_page::{self as shared_page, Access};
 
 pub use stats::BackendStats;
 
@@ -94,8 +93,8 @@ impl StatusPage {
     /// Answers a request for [`is_page_path`].
     pub async fn answer<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
         let query = req.uri().query();
-        let access = auth::check(self.token.as_deref(), req.headers(), query);
-        if access == auth::Access::Denied {
+        let access = shared_page::check(self.token.as_deref(), req.headers(), query);
+        if access == Access::Denied {
             let mut resp = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -140,8 +139,8 @@ impl StatusPage {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         );
-        if access == auth::Access::AllowedSetCookie {
-            if let Some(c) = self.token.as_deref().and_then(auth::cookie) {
+        if access == Access::AllowedSetCookie {
+            if let Some(c) = self.token.as_deref().and_then(shared_page::cookie) {
                 headers.insert(header::SET_COOKIE, c);
             }
         }
@@ -238,13 +237,9 @@ fn html_response(body: String) -> Response<Full<Bytes>> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    // Nothing but the page itself: no external asset can load, inline
-    // style and script only, fetches to this origin only.
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
+        HeaderValue::from_static(shared_page::CONTENT_SECURITY_POLICY),
     );
     resp
 }

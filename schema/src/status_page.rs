@@ -1,13 +1,31 @@
-//! The status page's token: `Authorization: Bearer <token>`, the cookie a
-//! `?token=` visit set, or `?token=` itself; compared in constant time.
+//! What the proxy's and the syncer's status pages share: the token (its
+//! form, and where a request may carry it: `Authorization: Bearer`, the
+//! cookie a `?token=` visit set, or `?token=`), compared in constant time;
+//! HTML escaping; the content security policy that keeps every asset
+//! inline.
 
 use http::{header, HeaderMap, HeaderValue};
 use subtle::ConstantTimeEq;
 
-/// The cookie that carries the token for the page's own requests.
+/// The cookie that carries the token for a page's own requests.
 pub const COOKIE: &str = "hipache_status_token";
 
-/// Whether a request may see the page.
+/// Nothing but the page itself: no asset from another origin, inline
+/// style and script only, fetches to this origin only.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
+     script-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; \
+     frame-ancestors 'none'; base-uri 'none'";
+
+/// Whether `token` may be a status token: non-empty, letters, digits and
+/// `-._~` (it travels in a header, a query string and a cookie unencoded).
+pub fn is_valid_token(token: &str) -> bool {
+    !token.is_empty()
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// Whether a request may see a page.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Access {
     Allowed,
@@ -22,28 +40,31 @@ pub fn check(token: Option<&str>, headers: &HeaderMap, query: Option<&str>) -> A
     let Some(token) = token else {
         return Access::Allowed;
     };
-    let matches = |given: &str| bool::from(given.as_bytes().ct_eq(token.as_bytes()));
+    let matches = |given: &[u8]| bool::from(given.ct_eq(token.as_bytes()));
     let bearer = headers
         .get_all(header::AUTHORIZATION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .filter_map(|v| v.strip_prefix("Bearer "))
-        .any(|t| matches(t.trim()));
+        .any(|t| matches(t.trim().as_bytes()));
     let cookie = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-        .any(matches);
+        .any(|t| matches(t.as_bytes()));
     if bearer || cookie {
         return Access::Allowed;
     }
     let in_query = query
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()))
         .into_iter()
-        .flatten()
-        .any(|(k, v)| k == "token" && matches(&v));
+        .flat_map(|q| q.split('&'))
+        .filter_map(|pair| pair.strip_prefix("token="))
+        .any(|t| {
+            let t: Vec<u8> = percent_encoding::percent_decode_str(t).collect();
+            matches(&t)
+        });
     if in_query {
         Access::AllowedSetCookie
     } else {
@@ -57,6 +78,22 @@ pub fn cookie(token: &str) -> Option<HeaderValue> {
         "{COOKIE}={token}; Path=/status; HttpOnly; SameSite=Strict"
     ))
     .ok()
+}
+
+/// `text` safe in HTML text and in quoted attribute values.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -82,8 +119,13 @@ mod tests {
         let none = HeaderMap::new();
         assert_eq!(check(t, &none, None), Access::Denied);
         assert_eq!(check(t, &none, Some("token=wrong")), Access::Denied);
+        assert_eq!(check(t, &none, Some("mytoken=s3cret")), Access::Denied);
         assert_eq!(
             check(t, &none, Some("q=a&token=s3cret")),
+            Access::AllowedSetCookie
+        );
+        assert_eq!(
+            check(t, &none, Some("token=%73%33cret")),
             Access::AllowedSetCookie
         );
         let bearer = headers(&[(header::AUTHORIZATION, "Bearer s3cret")]);
@@ -94,5 +136,21 @@ mod tests {
         assert_eq!(check(t, &cookie, None), Access::Allowed);
         let other = headers(&[(header::COOKIE, "hipache_status_tokenx=s3cret")]);
         assert_eq!(check(t, &other, None), Access::Denied);
+    }
+
+    #[test]
+    fn tokens_are_url_safe() {
+        assert!(is_valid_token("a-b.c_d~9"));
+        for bad in ["", "a b", "a;b", "a&b", "a%b", "é"] {
+            assert!(!is_valid_token(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(
+            escape_html("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
     }
 }
