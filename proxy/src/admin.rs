@@ -44,18 +44,15 @@ pub async fn serve(
     status: Option<Arc<StatusPage>>,
 ) {
     serve_with(listener, move |req| {
-        let page = status
-            .clone()
-            .filter(|_| status::is_page_path(req.uri().path()));
-        let resp = match page {
-            Some(_) => None,
-            None => Some(answer(&metrics, &store, certs.as_deref(), &draining, &req)),
+        let answered = match status.as_ref() {
+            Some(page) if status::is_page_path(req.uri().path()) => Err(page.clone()),
+            _ => Ok(answer(&metrics, &store, certs.as_deref(), &draining, &req)),
         };
         async move {
-            match (resp, page) {
-                (Some(resp), _) => resp,
-                (None, Some(page)) => page.answer(&req).await,
-                (None, None) => text(StatusCode::INTERNAL_SERVER_ERROR, "no answer\n"),
+            match answered {
+                Ok(resp) => resp,
+                // The page reads Redis: answered in the request's future.
+                Err(page) => page.answer(&req).await,
             }
         }
     })

@@ -3,7 +3,9 @@
 
 use serde::Serialize;
 
-use hipache_schema::routes::{Filters, HeaderModifier, Match, PathCond, Pattern, Rule};
+use hipache_schema::routes::{
+    Filters, HeaderModifier, Match, PathCond, PathModifier, Pattern, Rule,
+};
 use hipache_schema::BackendEntry;
 
 use super::frontends::{Found, Read};
@@ -285,7 +287,7 @@ fn describe_filters(f: &Filters) -> Vec<String> {
             s.push_str(&format!(" port {p}"));
         }
         if let Some(p) = &r.path {
-            s.push_str(&format!(" path {p:?}"));
+            s.push_str(&format!(" {}", describe_path_modifier(p)));
         }
         out.push(s);
     }
@@ -295,15 +297,22 @@ fn describe_filters(f: &Filters) -> Vec<String> {
             s.push_str(&format!(" host {h}"));
         }
         if let Some(p) = &r.path {
-            s.push_str(&format!(" path {p:?}"));
+            s.push_str(&format!(" {}", describe_path_modifier(p)));
         }
         out.push(s);
     }
     for m in &f.mirrors {
         out.push(format!(
-            "mirror {} to {}/{}",
-            m.url_text, m.numerator, m.denominator
+            "mirror {}/{} of requests to {}",
+            m.numerator, m.denominator, m.url_text
         ));
     }
     out
+}
+
+fn describe_path_modifier(p: &PathModifier) -> String {
+    match p {
+        PathModifier::Full(path) => format!("path {path}"),
+        PathModifier::Prefix(prefix) => format!("matched prefix to {prefix}"),
+    }
 }
