@@ -272,6 +272,20 @@ async fn a_dead_backend_is_shown_dead_with_its_ttl() {
     let f = api(admin, "/status/api/frontend?host=dead.example").await;
     assert_eq!(backend(&f, &b.url())["dead"], true);
     assert_eq!(backend(&f, &a.url())["dead"], false);
+
+    // Dead marks name positions: one URL at two positions, one of them
+    // dead, stays so after the page's script refreshed the rows.
+    redis
+        .rpush_frontend("twice.example", "twice-id", &[a.url(), b.url(), b.url()])
+        .await;
+    let _: () = redis.query(&["SADD", "dead:twice.example", "1"]).await;
+    let _: () = redis.query(&["EXPIRE", "dead:twice.example", "25"]).await;
+    let dom = dump_dom(&page_url(admin, "/status?host=twice.example"), TWO_POLLS_MS).await;
+    let updated = element_text(&dom, &["id=\"updated\""]).unwrap_or_default();
+    assert!(updated.starts_with("updated "), "no poll: {updated:?}");
+    let state = |position: &str| element_text(&dom, &[&format!("data-position=\"{position}\"")]);
+    assert!(state("1").is_some_and(|r| r.contains("dead (")), "{dom}");
+    assert!(state("2").is_some_and(|r| r.contains("live")), "{dom}");
 }
 
 #[tokio::test]

@@ -177,12 +177,13 @@ fn backend_row(h: &mut String, b: &Backend, ttl: Option<f64>) {
     let ms = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{:.1} ms", v * 1000.0));
     let _ = write!(
         h,
-        "<tr class=\"backend{}\" data-url=\"{}\" data-requests={} data-failures={}>\
+        "<tr class=\"backend{}\" data-url=\"{}\" data-position={} data-requests={} data-failures={}>\
          <td>{}</td><td><code>{}{}</code></td><td class=\"state {}\">{}</td>\
          <td class=in-flight>{}</td><td class=requests>{}</td><td class=rate>–</td>\
          <td class=errors>–</td><td class=p50>{}</td><td class=p99>{}</td></tr>",
         if b.dead { " dead" } else { "" },
         escape(&b.url),
+        b.position,
         s.requests,
         s.failures,
         b.position,
@@ -282,7 +283,7 @@ const SCRIPT: &str = r#"
   var last = {};
   var lastAt = performance.now();
   document.querySelectorAll('tr.backend').forEach(function (tr) {
-    last[tr.dataset.url] = {requests: +tr.dataset.requests, failures: +tr.dataset.failures};
+    last[tr.dataset.position] = {requests: +tr.dataset.requests, failures: +tr.dataset.failures};
   });
   function set(id, v) { var e = document.getElementById(id); if (e) e.textContent = v; }
   function ms(v) { return v == null ? '\u2013' : (v * 1000).toFixed(1) + ' ms'; }
@@ -311,14 +312,14 @@ const SCRIPT: &str = r#"
         var dt = (now - lastAt) / 1000;
         lastAt = now;
         var rows = {};
-        document.querySelectorAll('tr.backend').forEach(function (tr) { rows[tr.dataset.url] = tr; });
+        document.querySelectorAll('tr.backend').forEach(function (tr) { rows[tr.dataset.position] = tr; });
         f.backends.forEach(function (b) {
-          var tr = rows[b.url];
+          var tr = rows[b.position];
           if (!tr) return;
           var s = b.stats || {in_flight: 0, requests: 0, failures: 0, p50: null, p99: null};
-          var prev = last[b.url] || {requests: s.requests, failures: s.failures};
+          var prev = last[b.position] || {requests: s.requests, failures: s.failures};
           var dr = s.requests - prev.requests, df = s.failures - prev.failures;
-          last[b.url] = {requests: s.requests, failures: s.failures};
+          last[b.position] = {requests: s.requests, failures: s.failures};
           var state = !b.valid ? 'invalid' : b.dead
             ? 'dead' + (f.dead_ttl_seconds != null ? ' (' + Math.ceil(f.dead_ttl_seconds) + ' s left)' : '')
             : 'live';
