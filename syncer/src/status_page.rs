@@ -251,7 +251,9 @@ const SCRIPT: &str = r#"
     fetch(location.href).then(function (r) { return r.text(); }).then(function (t) {
       var next = new DOMParser().parseFromString(t, 'text/html').getElementById('main');
       var main = document.getElementById('main');
-      if (next && main) main.replaceWith(next);
+      if (!next || !main) return;
+      main.replaceWith(next);
+      document.getElementById('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
     }).catch(function () {});
   }, 2000);
 })();
@@ -263,7 +265,7 @@ fn html(v: &View) -> String {
         h,
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>hipache-syncer status</title>\
          <style>{STYLE}</style></head><body><header><h1>hipache-syncer status</h1>\
-         <span class=muted>{}</span></header><main id=main>",
+         <span class=muted>{}</span><span id=updated class=muted>rendered by the server</span></header><main id=main>",
         escape(&v.identity)
     );
     let _ = write!(

@@ -1,9 +1,13 @@
 //! The syncer's status page (`--status-page`, docs/syncer.md) against a fake
 //! API server and a real Redis: the hosts it writes with the Ingress behind
 //! each path, the problems it reports as Events, the token, and off by
-//! default.
+//! default; rendered in headless Chromium by the end-to-end tests' harness
+//! (screenshots under `test-artifacts/syncer-status-page/`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[allow(dead_code)]
+#[path = "../../tests/src/browser.rs"]
+mod browser;
 #[path = "support/fake_apiserver.rs"]
 mod fake_apiserver;
 #[path = "support/redis.rs"]
@@ -175,6 +179,28 @@ async fn hosts_ingresses_and_events_behind_a_token() {
     let (status, cookie, _) = get(admin, "/status?token=s-token", &[]).await.unwrap();
     assert_eq!(status, 200);
     let cookie = cookie.unwrap();
+
+    // In a browser, with the token in the address: the script reloads the
+    // content every 2 s ("updated" changes only when a reload brought a
+    // new `#main`).
+    let url = format!("http://{admin}/status?token=s-token&q=b.example");
+    let dom = browser::dump_dom(&url, 4_500).await;
+    let updated = browser::element_text(&dom, &["id=\"updated\""]).unwrap_or_default();
+    assert!(updated.starts_with("updated "), "no reload: {updated:?}");
+    let hosts = browser::element_text(&dom, &["id=\"hosts\""]).unwrap_or_default();
+    assert!(
+        hosts.contains("b.example.com") && !hosts.contains("a.example.com"),
+        "{dom}"
+    );
+    assert!(
+        browser::has_element(&dom, &["id=\"events\""], "HostConflict"),
+        "{dom}"
+    );
+    assert!(
+        browser::has_element(&dom, &["id=\"gateway-api\""], "not read by this syncer yet"),
+        "{dom}"
+    );
+    browser::screenshot("syncer-status-page", "hosts-and-events", &url, 4_500).await;
     assert!(
         cookie.starts_with("hipache_status_token=s-token;") && cookie.contains("HttpOnly"),
         "{cookie}"
