@@ -285,7 +285,15 @@ fn html(v: &View) -> String {
         v.ingresses,
         v.events_total,
         v.written_at
-            .map_or("never (by this replica)".to_owned(), |t| format!("at Unix time {t}")),
+            .map_or("never (by this replica)".to_owned(), |t| {
+                let at = i64::try_from(t)
+                    .ok()
+                    .and_then(|t| k8s_openapi::jiff::Timestamp::from_second(t).ok());
+                match at {
+                    Some(at) => format!("at {at}"),
+                    None => format!("at Unix time {t}"),
+                }
+            }),
     );
     let _ = write!(
         h,
