@@ -207,8 +207,7 @@ const STATUS_ANSWER_HEADERS: [header::HeaderName; 6] = [
 ];
 
 /// `/status*` answered by the first ready worker: the request's
-/// credentials (`Authorization`, `Cookie`) go along, with the worker's
-/// slot for the page to show.
+/// credentials (`Authorization`, `Cookie`) go along.
 async fn forward_status(state: &MasterState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let first = state
         .ready
@@ -219,20 +218,15 @@ async fn forward_status(state: &MasterState, req: &Request<Incoming>) -> Respons
     let Some((slot, port)) = first else {
         return text(StatusCode::SERVICE_UNAVAILABLE, "no ready worker\n");
     };
-    let mut headers: Vec<(header::HeaderName, HeaderValue)> =
-        [header::AUTHORIZATION, header::COOKIE]
-            .iter()
-            .flat_map(|n| {
-                req.headers()
-                    .get_all(n)
-                    .iter()
-                    .map(|v| (n.clone(), v.clone()))
-            })
-            .collect();
-    headers.push((
-        header::HeaderName::from_static(crate::status::WORKER_HEADER),
-        HeaderValue::from(slot),
-    ));
+    let headers: Vec<(header::HeaderName, HeaderValue)> = [header::AUTHORIZATION, header::COOKIE]
+        .iter()
+        .flat_map(|n| {
+            req.headers()
+                .get_all(n)
+                .iter()
+                .map(|v| (n.clone(), v.clone()))
+        })
+        .collect();
     let target = req.uri().path_and_query().map_or("/status", |p| p.as_str());
     match tokio::time::timeout(WORKER_STATUS_TIMEOUT, worker_get(port, target, &headers)).await {
         Ok(Ok(answer)) => {

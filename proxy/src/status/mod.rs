@@ -44,10 +44,6 @@ use hipache_schema::status_page::{self as shared_page, Access};
 
 pub use stats::BackendStats;
 
-/// The request header by which a master tells its worker which slot it
-/// is, so that the page can say who answered.
-pub const WORKER_HEADER: &str = "x-hipache-worker";
-
 /// Whether `path` is the page's (the admin listener hands it over).
 pub fn is_page_path(path: &str) -> bool {
     path == "/status" || path.starts_with("/status/")
@@ -62,6 +58,9 @@ pub struct StatusPage {
     stats: Arc<BackendStats>,
     /// The Redis URL (censored) or the routes file, as shown.
     source: String,
+    /// This worker's slot, when a master started it (the page says which
+    /// worker answered).
+    worker: Option<usize>,
 }
 
 impl StatusPage {
@@ -87,6 +86,9 @@ impl StatusPage {
             certs,
             stats: stats.unwrap_or_default(),
             source,
+            worker: std::env::var(crate::process::WORKER_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok()),
         })
     }
 
@@ -107,14 +109,9 @@ impl StatusPage {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.into_owned())
         };
-        let worker = req
-            .headers()
-            .get(WORKER_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
         let mut resp = match req.uri().path() {
             "/status" | "/status/" => {
-                let overview = self.overview(worker);
+                let overview = self.overview();
                 let search = match param("q") {
                     Some(q) => Some(self.search(&q).await),
                     None => None,
@@ -125,7 +122,7 @@ impl StatusPage {
                 };
                 html_response(html::page(&overview, search.as_ref(), frontend.as_ref()))
             }
-            "/status/api/overview" => json(&self.overview(worker)),
+            "/status/api/overview" => json(&self.overview()),
             "/status/api/search" => json(&self.search(&param("q").unwrap_or_default()).await),
             "/status/api/frontend" => match param("host") {
                 Some(h) => json(&self.frontend(&h).await),
@@ -147,9 +144,9 @@ impl StatusPage {
         resp
     }
 
-    fn overview(&self, worker: Option<usize>) -> view::Overview {
+    fn overview(&self) -> view::Overview {
         let pid = std::process::id();
-        let answered_by = match worker {
+        let answered_by = match self.worker {
             Some(slot) => format!("worker {slot} (pid {pid})"),
             None => format!("pid {pid}"),
         };
