@@ -1,6 +1,7 @@
 //! The admin listener, separate from traffic: `/metrics` (Prometheus text
-//! format), `/healthz` (the process is alive) and `/readyz` (listeners
-//! bound, not draining).
+//! format), `/healthz` (the process is alive), `/readyz` (listeners
+//! bound, not draining) and, when it is on, the status page (`/status`,
+//! see [`crate::status`]; never served on a traffic listener).
 //!
 //! Readiness does not depend on Redis: a proxy that cannot read routes
 //! answers what every proxy of the fleet answers then (the last known route
@@ -25,23 +26,35 @@ use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 use crate::routing::RouteStore;
+use crate::status::{self, StatusPage};
 use crate::tls::CertStore;
 
 /// Serves the admin endpoints until the task is dropped: the metrics (with
 /// the route store's gauges and, with HTTPS listeners, the certificates'
 /// expiry), and readiness from the route store and
 /// `draining` (set when SIGTERM starts the drain, so that Kubernetes stops
-/// sending traffic before connections are closed).
+/// sending traffic before connections are closed); the status page when
+/// `status` is there.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     store: Arc<RouteStore>,
     certs: Option<Arc<CertStore>>,
     draining: Arc<AtomicBool>,
+    status: Option<Arc<StatusPage>>,
 ) {
     serve_with(listener, move |req| {
-        let resp = answer(&metrics, &store, certs.as_deref(), &draining, &req);
-        async move { resp }
+        let answered = match status.as_ref() {
+            Some(page) if status::is_page_path(req.uri().path()) => Err(page.clone()),
+            _ => Ok(answer(&metrics, &store, certs.as_deref(), &draining, &req)),
+        };
+        async move {
+            match answered {
+                Ok(resp) => resp,
+                // The page reads Redis: answered in the request's future.
+                Err(page) => page.answer(&req).await,
+            }
+        }
     })
     .await
 }

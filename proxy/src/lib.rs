@@ -33,7 +33,11 @@
 //! - [`tls`]: rustls: SNI certificates (directory and Redis, reloaded),
 //!   listener and backend TLS configurations.
 //! - [`metrics`]: every Prometheus metric, named in one place.
-//! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`).
+//! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`,
+//!   and `/status` when the status page is on).
+//! - [`status`]: the live status page: frontends searched, backends with
+//!   dead marks and live statistics, route documents as rules, Redis and
+//!   cache state, certificates.
 //! - [`shutdown`]: signals and the drain (readiness first, GOAWAY, idle
 //!   connections, tunnels last).
 //! - [`process`]: one process, or a master and its workers: sockets passed
@@ -60,6 +64,7 @@ mod redis_conn;
 mod routing;
 mod server;
 mod shared;
+mod status;
 mod tls;
 mod upstream;
 

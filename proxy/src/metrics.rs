@@ -114,7 +114,7 @@ pub mod names {
 pub const OTHER_FRONTEND: &str = "other";
 
 /// Latency buckets, in seconds: sub-millisecond proxying to slow backends.
-const LATENCY_BUCKETS: &[f64] = &[
+pub(crate) const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 /// Redis round trips are much faster.

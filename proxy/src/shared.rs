@@ -9,6 +9,7 @@ use crate::error::{ErrorPages, StartError};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::routing::RouteStore;
+use crate::status::BackendStats;
 use crate::tls;
 use crate::upstream::{Pool, PoolConfig};
 
@@ -28,6 +29,9 @@ pub(crate) struct Shared {
     /// receiver count is the number of open tunnels (see
     /// [`crate::shutdown::drain`]).
     pub(crate) tunnel_close: tokio::sync::watch::Sender<bool>,
+    /// Per-backend counters for the status page; `None` (nothing
+    /// counted) unless `statusPage` is on.
+    pub(crate) backend_stats: Option<Arc<BackendStats>>,
 }
 
 impl Shared {
@@ -68,7 +72,6 @@ impl Shared {
             .wait_connected(crate::redis_conn::timeouts::CONNECT_TIMEOUT)
             .await;
         Ok(Self {
-            config,
             metrics,
             store,
             pool,
@@ -76,6 +79,10 @@ impl Shared {
             access_log,
             rate_limits,
             tunnel_close: tokio::sync::watch::channel(false).0,
+            backend_stats: config
+                .status_page
+                .then(|| Arc::new(BackendStats::default())),
+            config,
         })
     }
 }

@@ -21,6 +21,9 @@
 //! - [`routes`]: route documents (`routes:<host>`): matches, weighted
 //!   backends, filters and per-rule settings, decoded and validated.
 //! - [`routes_file`]: the YAML routes file used when there is no Redis.
+//! - [`status_page`]: what the proxy's and the syncer's status pages
+//!   share: the token and its checks, HTML escaping, the content security
+//!   policy.
 
 pub mod backend;
 pub mod dead;
@@ -31,6 +34,7 @@ pub mod keys;
 pub mod path;
 pub mod routes;
 pub mod routes_file;
+pub mod status_page;
 
 pub use backend::{BackendUrl, Scheme};
 pub use driver::{RedisUrl, RedisUrlError};

@@ -210,6 +210,31 @@ pub struct Args {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "HIPACHE_SYNCER_LOG_JSON")]
     pub log_json: bool,
+
+    /// Serve the status page (`/status`: the hosts written, the Ingresses
+    /// behind them, their problems) on the admin listener.
+    #[arg(long, env = "HIPACHE_SYNCER_STATUS_PAGE")]
+    pub status_page: bool,
+
+    /// A token every `/status` request must carry (`Authorization: Bearer`,
+    /// or `?token=` once, then a cookie): letters, digits and `-._~`.
+    #[arg(long, env = "HIPACHE_SYNCER_STATUS_TOKEN")]
+    pub status_token: Option<String>,
+}
+
+/// The status page's settings (`--status-page`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StatusPageConfig {
+    /// `--status-token`; `None`: none asked.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for StatusPageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusPageConfig")
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// Where the status addresses come from.
@@ -276,6 +301,8 @@ pub struct Config {
     /// Debounce between a watch event and the write it causes, so that a
     /// burst of events (a re-list) costs one diff.
     pub debounce: Duration,
+    /// `None`: no status page (the default).
+    pub status_page: Option<StatusPageConfig>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -295,6 +322,13 @@ pub enum ConfigError {
     HealthPath(String),
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    /// Never the token itself: it is a secret.
+    #[error("--status-token: must be letters, digits and -._~ (such as the output of openssl rand -hex 32)")]
+    StatusToken,
+    #[error(
+        "--status-page needs the admin listener (--admin-address), the only one it is served on"
+    )]
+    StatusPageWithoutAdmin,
     #[error("{0}")]
     Other(String),
 }
@@ -366,6 +400,7 @@ impl Args {
         };
         let publish = self.publish_status(&mut errors);
         let admin_address = self.parse_admin_address(&mut errors);
+        let status_page = self.status_page(admin_address.is_some(), &mut errors);
         self.check_positive(&mut errors);
         let method = self.health_method(&mut errors);
         if !self.health_path.starts_with('/') {
@@ -398,6 +433,7 @@ impl Args {
             health,
             log_json: self.log_json,
             debounce: Duration::from_millis(20),
+            status_page,
         })
     }
 
@@ -429,6 +465,24 @@ impl Args {
             ),
             (None, true) => PublishStatus::None,
         }
+    }
+
+    /// `--status-page` and `--status-token`.
+    fn status_page(&self, admin: bool, errors: &mut Vec<ConfigError>) -> Option<StatusPageConfig> {
+        let token = self.status_token.clone().filter(|t| !t.is_empty());
+        if token
+            .as_deref()
+            .is_some_and(|t| !hipache_schema::status_page::is_valid_token(t))
+        {
+            errors.push(ConfigError::StatusToken);
+        }
+        if !self.status_page {
+            return None;
+        }
+        if !admin {
+            errors.push(ConfigError::StatusPageWithoutAdmin);
+        }
+        Some(StatusPageConfig { token })
     }
 
     /// `--admin-address`; empty disables the admin listener.
@@ -791,5 +845,21 @@ mod tests {
         ] {
             assert!(err.contains(needle), "{needle} missing from {err}");
         }
+    }
+
+    #[test]
+    fn the_status_page_is_off_by_default_and_needs_the_admin_listener() {
+        assert_eq!(parse_from(["x"]).unwrap().status_page, None);
+        let c = parse_from(["x", "--status-page", "--status-token", "a-b.c_d~9"]).unwrap();
+        let page = c.status_page.unwrap();
+        assert_eq!(page.token.as_deref(), Some("a-b.c_d~9"));
+        assert!(!format!("{page:?}").contains("a-b.c_d~9"));
+        let err = parse_from(["x", "--status-page", "--admin-address", ""]).unwrap_err();
+        assert!(err.contains("--status-page"), "{err}");
+        let err = parse_from(["x", "--status-token", "semi;colon"]).unwrap_err();
+        assert!(
+            err.contains("--status-token") && !err.contains("semi;colon"),
+            "{err}"
+        );
     }
 }

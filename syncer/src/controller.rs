@@ -209,7 +209,9 @@ where
 }
 
 /// Runs the controller until `shutdown`. Background tasks go to `tasks`:
-/// dropping it (an aborted `run`) stops them all, like a crash.
+/// dropping it (an aborted `run`) stops them all, like a crash. Each
+/// written pass's outcome goes to `outcome` (the Events and statuses, the
+/// status page).
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     tasks: &mut JoinSet<()>,
@@ -218,6 +220,7 @@ pub async fn run(
     metrics: Metrics,
     ready: Arc<Readiness>,
     leader: watch::Receiver<bool>,
+    outcome: watch::Sender<status::Outcome>,
     shutdown: CancellationToken,
 ) {
     let changed = Arc::new(Notify::new());
@@ -227,7 +230,14 @@ pub async fn run(
         shutdown: shutdown.clone(),
     };
     let (stores, synced) = reflectors.world(&client, config.namespace.as_deref(), &changed);
-    let outcome = start_status(&mut reflectors, &config, &client, &stores, &leader);
+    start_status(
+        &mut reflectors,
+        &config,
+        &client,
+        &stores,
+        &leader,
+        &outcome,
+    );
     Reconciler {
         settings: Settings {
             controller: config.controller.clone(),
@@ -251,15 +261,16 @@ pub async fn run(
 }
 
 /// Starts the status task (and the reflector of the `--publish-service`
-/// Service); returns where each pass's outcome goes.
+/// Service), reading each pass's outcome from `outcome`.
 fn start_status(
     reflectors: &mut Reflectors<'_>,
     config: &Config,
     client: &Client,
     stores: &Stores,
     leader: &watch::Receiver<bool>,
-) -> watch::Sender<status::Outcome> {
-    let (outcome_tx, outcome_rx) = watch::channel(status::Outcome::default());
+    outcome: &watch::Sender<status::Outcome>,
+) {
+    let outcome_rx = outcome.subscribe();
     let svc_changed = Arc::new(Notify::new());
     let publish_svc = match &config.publish {
         PublishStatus::Service { namespace, name } => Some(
@@ -290,7 +301,6 @@ fn start_status(
         metrics: reflectors.metrics.clone(),
         shutdown: reflectors.shutdown.clone(),
     }));
-    outcome_tx
 }
 
 struct Reconciler {
@@ -512,6 +522,8 @@ impl Reconciler {
         let _ = self.outcome.send(status::Outcome {
             ingresses: desired.ingresses,
             reports,
+            sources: desired.sources,
+            written_at: Some(std::time::SystemTime::now()),
         });
     }
 }

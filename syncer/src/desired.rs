@@ -191,6 +191,20 @@ pub struct Desired {
     /// Ingresses of our class that validated (their status is ours to write).
     pub ingresses: BTreeSet<ObjectKey>,
     pub reports: Vec<Report>,
+    /// Frontend host → the Ingress serving each of its paths (what the
+    /// status page shows behind a host).
+    pub sources: BTreeMap<String, Vec<HostRoute>>,
+}
+
+/// One path of a frontend host and the Ingress that serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRoute {
+    /// `/ (Prefix)`, `/api (Prefix)`, `/login (Exact)`.
+    pub path: String,
+    pub ingress: ObjectKey,
+    /// Backend addresses written for it (0: no ready endpoint, or its
+    /// Service is missing).
+    pub backends: usize,
 }
 
 /// Whether an Ingress belongs to our class.
@@ -291,6 +305,7 @@ pub fn compute(world: &World, s: &Settings) -> Desired {
         claims.routes(v, &index, s.backend_mode, &mut out.reports);
         claims.tls(v, &world.secrets, &mut out);
     }
+    out.sources = claims.sources();
     out.frontends = claims.frontends();
     out.reports.sort();
     out.reports.dedup();
@@ -442,6 +457,24 @@ impl<'v> Claims<'v> {
                 }),
             }
         }
+    }
+
+    /// Per host, the Ingress that won each path.
+    fn sources(&self) -> BTreeMap<String, Vec<HostRoute>> {
+        self.hosts
+            .iter()
+            .map(|(host, routes)| {
+                let paths = routes
+                    .values()
+                    .map(|(path, rank, urls)| HostRoute {
+                        path: describe_path(path.as_ref()),
+                        ingress: rank.key.clone(),
+                        backends: urls.len(),
+                    })
+                    .collect();
+                (host.clone(), paths)
+            })
+            .collect()
     }
 
     /// One list per host: the identifier of the oldest Ingress contributing

@@ -11,6 +11,8 @@
 //! - [`lease`]: leader election on a `coordination.k8s.io/v1` Lease.
 //! - [`health`]: active health checks (`dead:` sets, `hchecker_ping`).
 //! - [`metrics`]: Prometheus counters and the admin listener.
+//! - [`status_page`]: the status page on the admin listener: hosts
+//!   written, the Ingresses behind them, their Events.
 //! - [`rbac`]: the Kubernetes API calls the syncer makes (for RBAC).
 //! - [`fixtures`]: object builders for tests and the benchmark.
 
@@ -24,6 +26,7 @@ pub mod lease;
 pub mod metrics;
 pub mod rbac;
 pub mod status;
+pub mod status_page;
 pub mod store;
 
 use std::sync::Arc;
@@ -64,12 +67,30 @@ pub async fn run_with_client(
     let mut tasks = tokio::task::JoinSet::new();
     let metrics = metrics::Metrics::new();
     let ready = Arc::new(metrics::Readiness::default());
+    let (leader_tx, leader_rx) = watch::channel(config.lease.is_none());
+    let (outcome_tx, outcome_rx) = watch::channel(status::Outcome::default());
     if let Some(addr) = config.admin_address {
+        let page = config.status_page.as_ref().map(|p| {
+            let identity = config
+                .lease
+                .as_ref()
+                .map_or_else(|| "hipache-syncer".to_owned(), |l| l.identity.clone());
+            Arc::new(status_page::StatusPage::new(
+                p.token.clone(),
+                outcome_rx.clone(),
+                leader_rx.clone(),
+                identity,
+            ))
+        });
+        if page.is_some() {
+            tracing::info!("status page on at /status of the admin listener");
+        }
         let local =
-            metrics::serve_admin(addr, metrics.clone(), ready.clone(), shutdown.clone()).await?;
+            metrics::serve_admin(addr, metrics.clone(), ready.clone(), page, shutdown.clone())
+                .await?;
         tracing::info!(%local, "admin listener");
     }
-    let (leader_tx, leader_rx) = watch::channel(config.lease.is_none());
+    drop(outcome_rx);
     // Without a Lease the sender stays here so `leader` never closes.
     let mut _always_leader = None;
     let lease_task = match config.lease.clone() {
@@ -98,7 +119,7 @@ pub async fn run_with_client(
         ));
     }
     controller::run(
-        &mut tasks, config, client, metrics, ready, leader_rx, shutdown,
+        &mut tasks, config, client, metrics, ready, leader_rx, outcome_tx, shutdown,
     )
     .await;
     tasks.shutdown().await;

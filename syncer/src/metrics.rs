@@ -1,5 +1,6 @@
 //! Prometheus metrics (all names here, `hipache_syncer_*`) and the admin
-//! listener: `/metrics`, `/healthz`, `/readyz`.
+//! listener: `/metrics`, `/healthz`, `/readyz`, and `/status` when the
+//! status page is on ([`crate::status_page`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -244,6 +245,7 @@ pub async fn serve_admin(
     addr: SocketAddr,
     metrics: Metrics,
     ready: Arc<Readiness>,
+    page: Option<Arc<crate::status_page::StatusPage>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -259,9 +261,17 @@ pub async fn serve_admin(
             };
             let metrics = metrics.clone();
             let ready = ready.clone();
+            let page = page.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let (status, body) = match req.uri().path() {
+                    let path = req.uri().path();
+                    if let Some(page) = page
+                        .as_ref()
+                        .filter(|_| crate::status_page::StatusPage::is_page_path(path))
+                    {
+                        return std::future::ready(Ok::<_, Infallible>(page.answer(&req)));
+                    }
+                    let (status, body) = match path {
                         "/metrics" => (StatusCode::OK, metrics.render()),
                         "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
                         "/readyz" if ready.is_ready() => (StatusCode::OK, "ready\n".to_owned()),

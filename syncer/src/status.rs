@@ -33,6 +33,10 @@ pub struct Outcome {
     pub ingresses: BTreeSet<ObjectKey>,
     /// Problems to publish as Events (translation and foreign keys).
     pub reports: Vec<Report>,
+    /// Frontend host → the Ingress behind each of its paths.
+    pub sources: std::collections::BTreeMap<String, Vec<crate::desired::HostRoute>>,
+    /// When this pass was written to Redis.
+    pub written_at: Option<std::time::SystemTime>,
 }
 
 /// The addresses to publish, from the configured Service or fixed list.

@@ -12,6 +12,8 @@
 //!   bytes over TCP for malformed requests.
 //! - [`metrics`]: scraping `/metrics` from the admin listener and reading
 //!   samples out of the Prometheus text format.
+//! - [`browser`]: a real headless Chromium: the DOM after a page's
+//!   scripts ran, screenshots kept as test artifacts.
 //! - [`body`]: streaming checksums and generated (never buffered) bodies.
 //! - [`wait`]: polling with deadlines instead of sleeps.
 //!
@@ -19,6 +21,7 @@
 
 pub mod backend;
 pub mod body;
+pub mod browser;
 pub mod client;
 pub mod https;
 pub mod metrics;

@@ -216,6 +216,13 @@ impl Builder<'_> {
                 "\"tracking\" conflicts with server.lruCache (Hipache's TTL cache): use one",
             );
         }
+        // The page is served on the admin listener only, never on traffic.
+        if self.cfg.status_page && self.cfg.admin.is_none() {
+            self.ctx.err(
+                "server.statusPage",
+                "needs the admin listener (server.adminAddress), the only one it is served on",
+            );
+        }
     }
 
     fn check_files(&mut self) {

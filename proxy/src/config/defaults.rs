@@ -81,6 +81,11 @@ pub const BACKEND_TLS_VERIFY: bool = true;
 /// redirect, and many setups terminate TLS in front of the proxy.
 pub const HTTPS_REDIRECT: bool = false;
 
+/// The status page is off unless asked: it shows backend addresses and
+/// route documents, and turning it on makes every request count its
+/// backend's statistics.
+pub const STATUS_PAGE: bool = false;
+
 /// How long a client gets to finish the TLS handshake: ample for a slow
 /// mobile link (a handshake is 1 or 2 round trips), short enough that idle
 /// half-open connections do not pile up.

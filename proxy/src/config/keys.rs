@@ -293,6 +293,14 @@ const SERVER: &[Key] = &[
             show_unknown_host_status,
         ))
         .doc("Status for a host no frontend routes"),
+    key("statusPage")
+        .kind(Kind::Flag(field!(status_page)))
+        .doc("Serve the live status page (`/status`) on the admin listener"),
+    key("statusToken")
+        .kind(Kind::Custom(read_status_token, show_status_token))
+        .doc("A token every `/status` request must carry")
+        .secret()
+        .reads_null(),
 ];
 
 /// `server.lruCache` as an object.
@@ -737,6 +745,28 @@ fn read_admin_address(b: &mut Builder<'_>, key: &str, v: &Value) {
             b.ctx.expected(key, what, v);
         }
     }
+}
+
+/// `statusToken`: a non-empty string, or `null` for none.
+fn read_status_token(b: &mut Builder<'_>, key: &str, v: &Value) {
+    match v {
+        Value::Null => b.cfg.status_token = None,
+        Value::String(s) if hipache_schema::status_page::is_valid_token(s) => {
+            b.cfg.status_token = Some(s.clone());
+        }
+        // A secret: its value is never repeated in an error.
+        Value::String(_) => b.ctx.err(
+            key,
+            "must be a non-empty string of letters, digits and `-._~` (such as the output of `openssl rand -hex 32`)",
+        ),
+        other => b
+            .ctx
+            .err(key, format!("expected a string or null, got {}", raw::kind(other))),
+    }
+}
+
+fn show_status_token(c: &Config) -> Value {
+    Value::from(c.status_token.as_ref().map(|_| "***"))
 }
 
 fn show_admin_address(c: &Config) -> Value {

@@ -135,6 +135,13 @@ pub struct Config {
     pub https_redirect: bool,
     /// Bound on a client's TLS handshake; `None` disables.
     pub tls_handshake_timeout: Option<Duration>,
+    /// Serve the live status page on the admin listener
+    /// (`server.statusPage`), and collect the per-backend statistics it
+    /// shows.
+    pub status_page: bool,
+    /// The token every status page request must carry
+    /// (`server.statusToken`); `None`: none asked.
+    pub status_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -248,6 +255,8 @@ impl Default for Config {
             backend_tls_verify: defaults::BACKEND_TLS_VERIFY,
             https_redirect: defaults::HTTPS_REDIRECT,
             tls_handshake_timeout: Some(defaults::TLS_HANDSHAKE_TIMEOUT),
+            status_page: defaults::STATUS_PAGE,
+            status_token: None,
         }
     }
 }

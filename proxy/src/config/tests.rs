@@ -1278,7 +1278,8 @@ mod declarations {
     #[test]
     fn secrets_are_censored_by_their_printers() {
         let c = parse(
-            r#"{"driver": ["redis://u:hunter2@a", "redis://:hunter2@b"]}"#,
+            r#"{"driver": ["redis://u:hunter2@a", "redis://:hunter2@b"],
+                "server": {"statusToken": "hunter2"}}"#,
             Format::Json,
         )
         .unwrap();
@@ -1300,5 +1301,39 @@ mod declarations {
             shown > 0,
             "no secret key is printed: the test checks nothing"
         );
+    }
+}
+
+mod status_page {
+    use super::*;
+
+    #[test]
+    fn off_by_default_and_needs_the_admin_listener() {
+        let c = ok("{}");
+        assert!(!c.status_page);
+        assert_eq!(c.status_token, None);
+        let c = ok(r#"{"server": {"statusPage": true, "statusToken": "a-b.c_d~9"}}"#);
+        assert!(c.status_page);
+        assert_eq!(c.status_token.as_deref(), Some("a-b.c_d~9"));
+        let errors = parse(
+            r#"{"server": {"statusPage": true, "adminAddress": null}}"#,
+            Format::Json,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{errors:?}").contains("server.statusPage"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_token_is_refused_without_repeating_it() {
+        for bad in [r#""""#, r#""with space""#, r#""semi;colon""#, "42"] {
+            let text = format!(r#"{{"server": {{"statusToken": {bad}}}}}"#);
+            let errors = parse(&text, Format::Json).unwrap_err();
+            let shown = format!("{errors:?}");
+            assert!(shown.contains("server.statusToken"), "{shown}");
+            assert!(!shown.contains("semi;colon"), "{shown}");
+        }
     }
 }

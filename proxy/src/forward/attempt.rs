@@ -247,6 +247,11 @@ async fn attempts<'r>(
             return Err(ProxyError::InvalidBackend);
         };
         let start = Instant::now();
+        // The status page's counters: one branch when it is off.
+        let flight = shared
+            .backend_stats
+            .as_ref()
+            .and_then(|s| s.begin(&backend.url_text));
         let sent = match shared.pool.acquire(url).await {
             Ok(c) => send(shared, url, c, req, policy.backend_timeout).await,
             Err(e) => Err(SendError {
@@ -254,6 +259,12 @@ async fn attempts<'r>(
                 unsent: Some(req),
             }),
         };
+        if let Some(flight) = flight {
+            match &sent {
+                Ok((response, _)) => flight.answered(response.status(), start.elapsed()),
+                Err(_) => flight.failed(),
+            }
+        }
         let SendError { error, unsent } = match sent {
             Ok((response, conn)) => {
                 let answered = Answered {

@@ -2,7 +2,9 @@
 //! `/readyz` (every worker slot has a ready worker and the master is not
 //! draining) and `/metrics` (the master's own families, then each ready
 //! worker's, fetched from its private loopback admin listener and labelled
-//! `worker="<slot>"`).
+//! `worker="<slot>"`); with the status page on, `/status*` forwarded to
+//! one ready worker's private admin listener (the worker checks the
+//! token and says on the page which worker it is).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -84,7 +86,13 @@ pub struct MasterState {
     pub ready: Mutex<Vec<Option<u16>>>,
     /// Set when SIGTERM starts the shutdown.
     pub draining: AtomicBool,
+    /// Whether `/status` is forwarded to a worker (`server.statusPage`).
+    pub status_page: bool,
 }
+
+/// How long the master waits for a worker's status page (a search spends
+/// at most `SEARCH_BUDGET`, a Redis read at most `REDIS_TIMEOUT`).
+pub const WORKER_STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves the master's admin endpoints until the task is dropped.
 pub async fn serve(listener: TcpListener, state: Arc<MasterState>) {
@@ -100,6 +108,9 @@ async fn answer(state: &MasterState, req: &Request<Incoming>) -> Response<Full<B
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
     }
     match req.uri().path() {
+        path if state.status_page && crate::status::is_page_path(path) => {
+            forward_status(state, req).await
+        }
         "/metrics" => {
             let ports: Vec<(usize, u16)> = state
                 .ready
@@ -150,21 +161,89 @@ async fn answer(state: &MasterState, req: &Request<Incoming>) -> Response<Full<B
     }
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// One worker's `/metrics`, from its private admin listener.
-async fn fetch_metrics(port: u16) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+async fn fetch_metrics(port: u16) -> Result<String, BoxError> {
+    let resp = worker_get(port, "/metrics", &[]).await?;
+    if resp.status() != StatusCode::OK {
+        return Err(format!("status {}", resp.status()).into());
+    }
+    Ok(String::from_utf8(resp.into_body().to_vec())?)
+}
+
+/// `GET path_and_query` with `headers` on a worker's private admin
+/// listener, the answer read whole.
+async fn worker_get(
+    port: u16,
+    path_and_query: &str,
+    headers: &[(header::HeaderName, HeaderValue)],
+) -> Result<Response<Bytes>, BoxError> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let req = Request::get("/metrics")
+    let mut req = Request::get(path_and_query)
         .header(header::HOST, addr.to_string())
         .body(Empty::<Bytes>::new())?;
-    let resp = sender.send_request(req).await?;
-    if resp.status() != StatusCode::OK {
-        return Err(format!("status {}", resp.status()).into());
+    for (name, value) in headers {
+        req.headers_mut().append(name.clone(), value.clone());
     }
-    let body = resp.into_body().collect().await?.to_bytes();
-    Ok(String::from_utf8(body.to_vec())?)
+    let (parts, body) = sender.send_request(req).await?.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The headers of a status page answer the master passes on.
+const STATUS_ANSWER_HEADERS: [header::HeaderName; 6] = [
+    header::CONTENT_TYPE,
+    header::CACHE_CONTROL,
+    header::CONTENT_SECURITY_POLICY,
+    header::X_CONTENT_TYPE_OPTIONS,
+    header::SET_COOKIE,
+    header::WWW_AUTHENTICATE,
+];
+
+/// `/status*` answered by the first ready worker: the request's
+/// credentials (`Authorization`, `Cookie`) go along.
+async fn forward_status(state: &MasterState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let first = state
+        .ready
+        .lock()
+        .iter()
+        .enumerate()
+        .find_map(|(slot, p)| p.filter(|&p| p != 0).map(|p| (slot, p)));
+    let Some((slot, port)) = first else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "no ready worker\n");
+    };
+    let headers: Vec<(header::HeaderName, HeaderValue)> = [header::AUTHORIZATION, header::COOKIE]
+        .iter()
+        .flat_map(|n| {
+            req.headers()
+                .get_all(n)
+                .iter()
+                .map(|v| (n.clone(), v.clone()))
+        })
+        .collect();
+    let target = req.uri().path_and_query().map_or("/status", |p| p.as_str());
+    match tokio::time::timeout(WORKER_STATUS_TIMEOUT, worker_get(port, target, &headers)).await {
+        Ok(Ok(answer)) => {
+            let (parts, body) = answer.into_parts();
+            let mut resp = Response::new(Full::new(body));
+            *resp.status_mut() = parts.status;
+            for name in STATUS_ANSWER_HEADERS {
+                for v in parts.headers.get_all(&name) {
+                    resp.headers_mut().append(name.clone(), v.clone());
+                }
+            }
+            resp
+        }
+        Ok(Err(e)) => text(StatusCode::BAD_GATEWAY, format!("worker {slot}: {e}\n")),
+        Err(_) => text(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("worker {slot} did not answer\n"),
+        ),
+    }
 }

@@ -128,6 +128,7 @@ pub async fn run(config: Config) -> Result<u8, MasterError> {
         metrics,
         ready: Mutex::new(vec![None; config.workers]),
         draining: Default::default(),
+        status_page: config.status_page,
     });
     let admin_task = match bound.admin {
         Some(l) => Some(spawn_admin(l, state.clone())?),

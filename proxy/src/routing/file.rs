@@ -73,6 +73,37 @@ impl FileStore {
         resolve(host, &cands, &request_dead, req)
     }
 
+    /// The first `limit` frontend hosts containing `needle`, sorted, and
+    /// whether that is all of them.
+    pub fn search(&self, needle: &str, limit: usize) -> (Vec<String>, bool) {
+        let frontends = self.state.frontends.read().clone();
+        let mut hosts: Vec<String> = frontends
+            .keys()
+            .filter(|h| h.contains(needle))
+            .cloned()
+            .collect();
+        hosts.sort();
+        let complete = hosts.len() <= limit;
+        hosts.truncate(limit);
+        (hosts, complete)
+    }
+
+    /// A frontend host's routes, or why its document was refused.
+    pub fn frontend(&self, host: &str) -> Option<Result<Table, Arc<str>>> {
+        self.state.frontends.read().get(host).cloned()
+    }
+
+    /// A host's dead positions and how long they stay dead.
+    pub fn dead(&self, host: &str) -> (Vec<usize>, Option<Duration>) {
+        let now = Instant::now();
+        match self.state.dead.lock().get(host) {
+            Some((positions, expires)) if *expires > now => {
+                (positions.clone(), Some(*expires - now))
+            }
+            _ => (Vec::new(), None),
+        }
+    }
+
     pub fn mark_dead(&self, mark: DeadMark) {
         tracing::info!(host = %mark.host, backend = %mark.backend, position = mark.position, "backend marked dead");
         self.metrics.dead_mark("written");

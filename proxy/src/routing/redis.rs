@@ -232,6 +232,27 @@ impl RedisStore {
         self.metrics.cache_entries.set(self.cache.len() as i64);
     }
 
+    /// The read connection, when it is up (the status page's reads share
+    /// it with lookups).
+    pub fn connection(&self) -> Option<MultiplexedConnection> {
+        self.read.link().get()
+    }
+
+    /// The key names, with this store's prefix.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Route documents decoded once per change (shared with lookups).
+    pub fn documents(&self) -> &Documents {
+        &self.documents
+    }
+
+    /// The route cache's mode and how many hosts it holds.
+    pub fn cache_state(&self) -> (Mode, usize) {
+        (self.cache.mode(), self.cache.len())
+    }
+
     /// Waits for the read connection.
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         self.read.link().wait_connected(timeout).await
@@ -262,7 +283,7 @@ fn decode_list(host: &str, v: &Value) -> Option<Arc<Frontend>> {
     }
 }
 
-fn dead_positions(v: &Value) -> Vec<usize> {
+pub(crate) fn dead_positions(v: &Value) -> Vec<usize> {
     match v {
         Value::Array(items) | Value::Set(items) => items
             .iter()
@@ -273,7 +294,7 @@ fn dead_positions(v: &Value) -> Vec<usize> {
     }
 }
 
-fn value_string(v: &Value) -> Option<String> {
+pub(crate) fn value_string(v: &Value) -> Option<String> {
     match v {
         Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
         Value::SimpleString(s) => Some(s.clone()),

@@ -33,6 +33,7 @@ use crate::admin;
 use crate::config::Config;
 use crate::error::StartError;
 use crate::shared::Shared;
+use crate::status::StatusPage;
 use crate::{shutdown, tls};
 
 /// Pending connections the kernel queues per listener.
@@ -166,12 +167,23 @@ impl Proxy {
         let draining = Arc::new(AtomicBool::new(false));
         let admin_task = self.admin.map(|l| {
             tracing::info!(address = %self.admin_addr.map(|a| a.to_string()).unwrap_or_default(), "listening (admin)");
+            let status = StatusPage::new(
+                &self.shared.config,
+                self.shared.store.clone(),
+                self.shared.metrics.clone(),
+                self.certs.clone(),
+                self.shared.backend_stats.clone(),
+            );
+            if status.is_some() {
+                tracing::info!("status page on at /status of the admin listener");
+            }
             tokio::spawn(admin::serve(
                 l,
                 self.shared.metrics.clone(),
                 self.shared.store.clone(),
                 self.certs.clone(),
                 draining.clone(),
+                status.map(Arc::new),
             ))
         });
         let mut accepts = Vec::new();
