@@ -49,6 +49,17 @@ pub struct Args {
     )]
     pub redis_password: Option<String>,
 
+    /// Token the status page asks for (overrides `server.statusToken`): a
+    /// secret, so set it through the environment (from a Kubernetes
+    /// Secret, for instance), not in the file or on the command line.
+    #[arg(
+        long,
+        env = "HIPACHE_STATUS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub status_token: Option<String>,
+
     /// Port of every plain HTTP listener (overrides the file).
     #[arg(long, env = "HIPACHE_HTTP_PORT", value_name = "PORT")]
     pub http_port: Option<u16>,

@@ -374,6 +374,7 @@ pub fn load_from(
 struct Overrides {
     driver: Option<Driver>,
     redis_password: Option<String>,
+    status_token: Option<String>,
     http_port: Option<u16>,
     https_port: Option<u16>,
     admin: Option<Option<SocketAddr>>,
@@ -424,6 +425,17 @@ impl Overrides {
                 ));
             }
         }
+        match &args.status_token {
+            Some(t) if hipache_schema::status_page::is_valid_token(t) => {
+                o.status_token = Some(t.clone())
+            }
+            // A secret: its value is never repeated in an error.
+            Some(_) => errors.push(ConfigError::new(
+                "--status-token",
+                "must be a non-empty string of letters, digits and `-._~` (such as the output of `openssl rand -hex 32`)",
+            )),
+            None => {}
+        }
         if let Some(text) = &args.admin {
             let t = text.trim();
             if ["off", "none", "false", ""].contains(&t.to_ascii_lowercase().as_str()) {
@@ -471,6 +483,9 @@ impl Overrides {
         }
         if let Some(a) = self.admin {
             c.admin = a;
+        }
+        if let Some(t) = self.status_token {
+            c.status_token = Some(t);
         }
         if let Some(n) = self.workers {
             c.workers = n;

@@ -1038,6 +1038,33 @@ fn redis_password_override_applies_to_both_connections() {
     );
 }
 
+#[test]
+fn status_token_override_replaces_the_file_and_is_checked() {
+    let dir = temp_dir("status-token");
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"server": {"adminAddress": "127.0.0.1:0", "statusPage": true, "statusToken": "from-file"}}"#,
+    )
+    .unwrap();
+    let args = Args {
+        status_token: Some("from-the-environment".into()),
+        ..Args::default()
+    };
+    let c = load_from(&args, &dir, None).unwrap().config;
+    assert_eq!(c.status_token.as_deref(), Some("from-the-environment"));
+    assert!(!dry_run_output(&c).contains("from-the-environment"));
+    let bad = Args {
+        status_token: Some("not a token!".into()),
+        ..Args::default()
+    };
+    let errors = load_from(&bad, &dir, None).unwrap_err().to_string();
+    assert!(errors.contains("--status-token"), "{errors}");
+    assert!(
+        !errors.contains("not a token!"),
+        "the secret is not repeated: {errors}"
+    );
+}
+
 mod declarations {
     //! The key declarations held to what they feed: the key tables of
     //! docs/configuration.md, `--dry`, and `Config::default()`.
