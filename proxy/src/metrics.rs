@@ -32,6 +32,7 @@ pub mod names {
     pub const TUNNELS: &str = "hipache_websocket_tunnels_total";
     pub const TLS_HANDSHAKES: &str = "hipache_tls_handshakes_total";
     pub const TLS_HANDSHAKE_FAILURES: &str = "hipache_tls_handshake_failures_total";
+    pub const PROXY_PROTOCOL_REFUSALS: &str = "hipache_proxy_protocol_refusals_total";
     pub const UPSTREAM_ERRORS: &str = "hipache_upstream_errors_total";
     pub const RETRIES: &str = "hipache_retries_total";
     pub const DEAD_MARKS: &str = "hipache_dead_marks_total";
@@ -83,6 +84,7 @@ pub mod names {
         TUNNELS,
         TLS_HANDSHAKES,
         TLS_HANDSHAKE_FAILURES,
+        PROXY_PROTOCOL_REFUSALS,
         UPSTREAM_ERRORS,
         RETRIES,
         DEAD_MARKS,
@@ -216,6 +218,7 @@ pub struct Metrics {
     pub tunnels: IntCounter,
     pub tls_handshakes: IntCounter,
     pub tls_handshake_failures: IntCounter,
+    pub proxy_protocol_refusals: IntCounter,
     upstream_errors: IntCounterVec,
     pub retries: IntCounter,
     dead_marks: IntCounterVec,
@@ -285,6 +288,7 @@ impl Metrics {
             tunnels: counter(r, names::TUNNELS, "WebSocket (upgraded) tunnels established."),
             tls_handshakes: counter(r, names::TLS_HANDSHAKES, "TLS handshakes completed."),
             tls_handshake_failures: counter(r, names::TLS_HANDSHAKE_FAILURES, "TLS handshakes that failed or timed out."),
+            proxy_protocol_refusals: counter(r, names::PROXY_PROTOCOL_REFUSALS, "Connections from proxyProtocolFrom closed without a valid PROXY header."),
             upstream_errors: counter_vec(r, names::UPSTREAM_ERRORS, "Failed upstream exchanges, by kind.", &["kind"]),
             retries: counter(r, names::RETRIES, "Requests retried on another backend after a connection failure."),
             dead_marks: counter_vec(r, names::DEAD_MARKS, "Dead marks, by what was done: written (SADD+EXPIRE+PUBLISH), published (checker active), dropped.", &["result"]),

@@ -4,9 +4,11 @@
 //! trusted peer without a header is closed; a header from anyone else is
 //! not honoured.
 
+use hipache::metrics::names;
 use hipache_tests::backend::Backend;
 use hipache_tests::client::{raw, raw_and_closed, raw_status};
 use hipache_tests::https::HttpsProxy;
+use hipache_tests::metrics::scrape;
 use hipache_tests::proxy::TestProxy;
 use hipache_tests::redis::RedisServer;
 use serde_json::json;
@@ -36,7 +38,8 @@ async fn setup(from: &str) -> (RedisServer, TestProxy, Backend) {
     redis
         .rpush_frontend("app.test", "app", &[backend.url()])
         .await;
-    let proxy = TestProxy::start(&redis.url(), json!({"proxyProtocolFrom": [from]})).await;
+    let proxy =
+        TestProxy::start_with_admin(&redis.url(), json!({"proxyProtocolFrom": [from]})).await;
     (redis, proxy, backend)
 }
 
@@ -71,6 +74,8 @@ async fn trusted_peers_hand_over_the_client_address_with_v1_and_v2() {
     let (answer, closed) = raw_and_closed(proxy.addr(), &get("app.test")).await;
     assert!(closed && answer.is_empty(), "{answer:?}");
     assert_eq!(backend.request_count(), before);
+    let s = scrape(proxy.admin_addr()).await;
+    assert_eq!(s.value(names::PROXY_PROTOCOL_REFUSALS, &[]), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,7 +110,10 @@ pub(super) async fn accept_loop(
                     let info = ConnInfo::new(client, local, secure, &shared.config);
                     start(stream, info, tls, shared, &builder, watcher).await
                 }
-                Err(e) => tracing::debug!(peer = %peer, error = %e, "connection closed"),
+                Err(e) => {
+                    shared.metrics.proxy_protocol_refusals.inc();
+                    tracing::debug!(peer = %peer, error = %e, "connection closed");
+                }
             }
         });
     }
