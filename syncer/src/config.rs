@@ -272,6 +272,47 @@ pub struct LeaseConfig {
     pub duration: Duration,
 }
 
+/// The URL the Redis client opens, password included; its `Debug` is
+/// censored, so that printing a [`Config`] never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerUrl {
+    url: String,
+    censored: String,
+}
+
+impl ServerUrl {
+    pub fn of(redis: &RedisUrl) -> Self {
+        Self {
+            url: redis.server_url(),
+            censored: redis.censored(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::ops::Deref for ServerUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.url
+    }
+}
+
+impl PartialEq<&str> for ServerUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.url == *other
+    }
+}
+
+impl std::fmt::Debug for ServerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.censored)
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -279,7 +320,7 @@ pub struct Config {
     /// `--redis-password` applied. Logs show `redis.censored()`.
     pub redis: RedisUrl,
     /// `redis.server_url()`: the URL the Redis client opens (no `#prefix`).
-    pub redis_url: String,
+    pub redis_url: ServerUrl,
     /// Key prefix: `redis.prefix`, the URL's `#prefix` percent-decoded.
     pub redis_prefix: String,
     pub controller: String,
@@ -417,7 +458,7 @@ impl Args {
         let lease = self.lease();
         let health = self.health(method);
         Ok(Config {
-            redis_url: redis.server_url(),
+            redis_url: ServerUrl::of(&redis),
             redis_prefix: redis.prefix.clone(),
             redis,
             controller: self.controller,
@@ -637,6 +678,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.redis_url, "redis://:pw@10.0.0.1:6380/2");
+        // Printing the configuration never shows the password.
+        assert!(!format!("{c:?}").contains(":pw@"), "{c:?}");
         assert_eq!(c.redis_prefix, "tenant1");
         assert_eq!(c.backend_mode, BackendMode::ClusterIp);
         assert_eq!(
