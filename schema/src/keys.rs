@@ -135,8 +135,9 @@ impl Keys {
     }
 }
 
-/// A prefix made literal for a `SCAN MATCH` glob.
-fn glob_escape(s: &str) -> String {
+/// `s` made literal in a `SCAN MATCH` glob (a key prefix, a searched
+/// name): Redis glob's special characters `*?[]\` escaped.
+pub fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {
@@ -150,6 +151,12 @@ fn glob_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn glob_specials_are_escaped() {
+        assert_eq!(glob_escape("a.b"), "a.b");
+        assert_eq!(glob_escape("*.x?[y]\\"), "\\*.x\\?\\[y\\]\\\\");
+    }
 
     #[test]
     fn hchecker_freshness() {

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hipache_schema::keys::glob_escape;
 use hipache_schema::{Frontend, Keys};
 use redis::aio::MultiplexedConnection;
 use redis::Value;
@@ -214,28 +215,5 @@ async fn bounded<T>(
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(format!("Redis: {e}")),
         Err(_) => Err(format!("Redis did not answer within {REDIS_TIMEOUT:?}")),
-    }
-}
-
-/// `text` with Redis glob's special characters (`*?[]\`) escaped.
-pub fn glob_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn glob_specials_are_escaped() {
-        assert_eq!(glob_escape("a.b"), "a.b");
-        assert_eq!(glob_escape("*.x?[y]\\"), "\\*.x\\?\\[y\\]\\\\");
     }
 }

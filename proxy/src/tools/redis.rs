@@ -183,7 +183,10 @@ impl Store {
     /// Hosts with a `frontend:` list or a `routes:` document whose host
     /// matches `glob`, sorted.
     pub async fn hosts(&mut self, glob: &str) -> Result<Vec<String>, ToolError> {
-        let prefix = self.keys.prefix().to_owned();
+        // The prefix is literal (keys of another prefix that its glob
+        // characters would match are filtered out below anyway, but need
+        // not be scanned); `glob` is the caller's pattern.
+        let prefix = hipache_schema::keys::glob_escape(self.keys.prefix());
         let frontends = self.scan(&format!("{prefix}frontend:{glob}")).await?;
         let documents = self.scan(&format!("{prefix}routes:{glob}")).await?;
         let mut hosts: Vec<String> = frontends
