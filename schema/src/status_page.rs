@@ -80,6 +80,22 @@ pub fn cookie(token: &str) -> Option<HeaderValue> {
     .ok()
 }
 
+/// The headers of every status answer: never cached, never sniffed, and,
+/// when the token came in the query (`keep` is the token), the cookie that
+/// keeps it for the page's own requests.
+pub fn finish(headers: &mut HeaderMap, access: Access, keep: Option<&str>) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if access == Access::AllowedSetCookie {
+        if let Some(c) = keep.and_then(cookie) {
+            headers.insert(header::SET_COOKIE, c);
+        }
+    }
+}
+
 /// `text` safe in HTML text and in quoted attribute values.
 pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -272,55 +272,12 @@ pub struct LeaseConfig {
     pub duration: Duration,
 }
 
-/// The URL the Redis client opens, password included; its `Debug` is
-/// censored, so that printing a [`Config`] never shows the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ServerUrl {
-    url: String,
-    censored: String,
-}
-
-impl ServerUrl {
-    pub fn of(redis: &RedisUrl) -> Self {
-        Self {
-            url: redis.server_url(),
-            censored: redis.censored(),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.url
-    }
-}
-
-impl std::ops::Deref for ServerUrl {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.url
-    }
-}
-
-impl PartialEq<&str> for ServerUrl {
-    fn eq(&self, other: &&str) -> bool {
-        self.url == *other
-    }
-}
-
-impl std::fmt::Debug for ServerUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.censored)
-    }
-}
-
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The Redis server, credentials and key prefix of `--redis-url`, with
     /// `--redis-password` applied. Logs show `redis.censored()`.
     pub redis: RedisUrl,
-    /// `redis.server_url()`: the URL the Redis client opens (no `#prefix`).
-    pub redis_url: ServerUrl,
     /// Key prefix: `redis.prefix`, the URL's `#prefix` percent-decoded.
     pub redis_prefix: String,
     pub controller: String,
@@ -458,7 +415,6 @@ impl Args {
         let lease = self.lease();
         let health = self.health(method);
         Ok(Config {
-            redis_url: ServerUrl::of(&redis),
             redis_prefix: redis.prefix.clone(),
             redis,
             controller: self.controller,
@@ -636,7 +592,7 @@ mod tests {
     #[test]
     fn defaults_are_sane() {
         let c = parse_from(["hipache-syncer"]).unwrap();
-        assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(c.redis.server_url(), "redis://127.0.0.1:6379");
         assert_eq!(c.redis_prefix, "");
         assert_eq!(c.controller, DEFAULT_CONTROLLER);
         assert_eq!(c.backend_mode, BackendMode::Endpoints);
@@ -657,7 +613,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.redis_prefix, "tenant");
-        let info = redis::IntoConnectionInfo::into_connection_info(c.redis_url.as_str()).unwrap();
+        let info = redis::IntoConnectionInfo::into_connection_info(c.redis.server_url()).unwrap();
         assert_eq!(info.redis_settings().password(), Some("p@ss:w/rd#1"));
         assert_eq!(info.redis_settings().db(), 2);
     }
@@ -677,7 +633,7 @@ mod tests {
             "",
         ])
         .unwrap();
-        assert_eq!(c.redis_url, "redis://:pw@10.0.0.1:6380/2");
+        assert_eq!(c.redis.server_url(), "redis://:pw@10.0.0.1:6380/2");
         // Printing the configuration never shows the password.
         assert!(!format!("{c:?}").contains(":pw@"), "{c:?}");
         assert_eq!(c.redis_prefix, "tenant1");
@@ -697,7 +653,7 @@ mod tests {
         // The chart's URL for `redis.keyPrefix: "hipache:"`.
         let c = parse_from(["x", "--redis-url", "redis://127.0.0.1:6379#hipache%3A"]).unwrap();
         assert_eq!(c.redis_prefix, "hipache:");
-        assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(c.redis.server_url(), "redis://127.0.0.1:6379");
         let proxy = hipache::config::driver::parse_url("redis://127.0.0.1:6379#hipache%3A", None);
         let Ok(hipache::config::driver::DriverUrl::Redis(proxy)) = proxy else {
             panic!("the proxy refused it: {proxy:?}")
@@ -733,7 +689,7 @@ mod tests {
                 args.extend(["--redis-password", pw]);
             }
             let c = parse_from(args).unwrap();
-            let info = c.redis_url.as_str().into_connection_info().unwrap();
+            let info = c.redis.server_url().into_connection_info().unwrap();
             let settings = info.redis_settings();
             assert_eq!(settings.username(), user, "{url}");
             assert_eq!(settings.password(), want_password, "{url}");
@@ -744,8 +700,8 @@ mod tests {
     #[test]
     fn ipv6_and_tls_targets() {
         let c = parse_from(["x", "--redis-url", "rediss://[::1]:6390/2#p"]).unwrap();
-        assert_eq!(c.redis_url, "rediss://[::1]:6390/2");
-        let info = c.redis_url.as_str().into_connection_info().unwrap();
+        assert_eq!(c.redis.server_url(), "rediss://[::1]:6390/2");
+        let info = c.redis.server_url().into_connection_info().unwrap();
         assert!(
             matches!(info.addr(), ConnectionAddr::TcpTls { host, port: 6390, .. } if host == "::1")
         );
@@ -850,7 +806,7 @@ mod tests {
                 }
                 let c = parse_from(args).map_err(|e| TestCaseError::fail(format!("{url}: {e}")))?;
                 prop_assert_eq!(&c.redis_prefix, &prefix);
-                let info = c.redis_url.as_str().into_connection_info().unwrap();
+                let info = c.redis.server_url().into_connection_info().unwrap();
                 let want = if tls {
                     ConnectionAddr::TcpTls { host, port, insecure: false, tls_params: None }
                 } else {

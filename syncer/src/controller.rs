@@ -474,7 +474,7 @@ impl Reconciler {
         let store = match &mut self.store {
             Some(s) => s,
             None => {
-                let con = store::connect(&self.config.redis_url).await?;
+                let con = store::connect(&self.config.redis.server_url()).await?;
                 self.store.insert(Store::new(
                     con,
                     hipache_schema::Keys::new(self.config.redis_prefix.clone()),

@@ -140,17 +140,7 @@ impl StatusPage {
                 "not found: /status, /status/api/hosts?q=\n",
             ),
         };
-        let h = resp.headers_mut();
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        if access == Access::AllowedSetCookie {
-            if let Some(c) = self.token.as_deref().and_then(shared_page::cookie) {
-                h.insert(header::SET_COOKIE, c);
-            }
-        }
+        shared_page::finish(resp.headers_mut(), access, self.token.as_deref());
         resp
     }
 

@@ -130,17 +130,7 @@ impl StatusPage {
             },
             _ => text(StatusCode::NOT_FOUND, "not found: /status, /status/api/overview, /status/api/search?q=, /status/api/frontend?host=\n"),
         };
-        let headers = resp.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        if access == Access::AllowedSetCookie {
-            if let Some(c) = self.token.as_deref().and_then(shared_page::cookie) {
-                headers.insert(header::SET_COOKIE, c);
-            }
-        }
+        shared_page::finish(resp.headers_mut(), access, self.token.as_deref());
         resp
     }
 
