@@ -49,6 +49,18 @@ pub struct Args {
     )]
     pub redis_password: Option<String>,
 
+    /// Password for the Sentinels of a `redis+sentinel://` driver,
+    /// replacing any `sentinel_password` in the URLs (set it through the
+    /// environment, not the command line).
+    #[arg(
+        long,
+        env = "HIPACHE_SENTINEL_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub sentinel_password: Option<String>,
+
     /// Token the status page asks for (overrides `server.statusToken`): a
     /// secret, so set it through the environment (from a Kubernetes
     /// Secret, for instance), not in the file or on the command line.

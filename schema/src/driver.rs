@@ -1,7 +1,8 @@
 //! Redis driver URLs, `redis://[[user]:password@]host[:port][/db][#prefix]`
-//! (`rediss://` for TLS): the one parser behind the proxy's `driver` and the
-//! syncer's `--redis-url`, so that both read the same server, database and
-//! key prefix out of the same text.
+//! (`rediss://` for TLS), and `redis+sentinel://` for a server found
+//! through Redis Sentinel ([`sentinel`]): the one parser behind the proxy's
+//! `driver` and the syncer's `--redis-url`, so that both read the same
+//! server, database and key prefix out of the same text.
 //!
 //! Hipache's forms are kept: `redis:` alone means every default, user info
 //! without a `:` is the password, and the user, the password and the
@@ -20,6 +21,10 @@ use std::fmt;
 use std::net::Ipv6Addr;
 
 use thiserror::Error;
+
+pub mod sentinel;
+
+pub use sentinel::{ReadFrom, Sentinel, DEFAULT_SENTINEL_PORT};
 
 /// Host when the URL has none (Hipache's default: a local Redis).
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -47,14 +52,18 @@ pub struct RedisUrl {
     pub password: Option<String>,
     /// The key prefix (`#prefix`), percent-decoded; empty for none.
     pub prefix: String,
+    /// For `redis+sentinel://`: the Sentinels that name the server, which
+    /// is then not `host:port` (those are the first Sentinel's) but the
+    /// address they give; see [`RedisUrl::at`].
+    pub sentinel: Option<Box<Sentinel>>,
 }
 
 /// Why a driver URL was refused. Messages never repeat the password.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RedisUrlError {
-    #[error("expected redis://[[user]:password@]host[:port][/db][#prefix] or rediss://...")]
+    #[error("expected redis://[[user]:password@]host[:port][/db][#prefix], rediss://... or redis+sentinel://...")]
     NoScheme,
-    #[error("unsupported scheme {0:?}: expected redis:// or rediss://")]
+    #[error("unsupported scheme {0:?}: expected redis://, rediss://, redis+sentinel:// or rediss+sentinel://")]
     Scheme(String),
     #[error("expected redis://... after the scheme")]
     NoSlashes,
@@ -77,6 +86,8 @@ pub enum RedisUrlError {
     Host(String),
     #[error("port {0:?} is not a number between 1 and 65535")]
     Port(String),
+    #[error("{0}")]
+    Sentinel(#[from] sentinel::SentinelUrlError),
 }
 
 impl Default for RedisUrl {
@@ -90,6 +101,7 @@ impl Default for RedisUrl {
             username: None,
             password: None,
             prefix: String::new(),
+            sentinel: None,
         }
     }
 }
@@ -114,9 +126,11 @@ impl RedisUrl {
     pub fn parse(text: &str) -> Result<Self, RedisUrlError> {
         let text = text.trim();
         let (scheme, rest) = text.split_once(':').ok_or(RedisUrlError::NoScheme)?;
-        let tls = match scheme.to_ascii_lowercase().as_str() {
-            "redis" => false,
-            "rediss" => true,
+        let (tls, sentinel) = match scheme.to_ascii_lowercase().as_str() {
+            "redis" => (false, false),
+            "rediss" => (true, false),
+            "redis+sentinel" => (false, true),
+            "rediss+sentinel" => (true, true),
             _ => return Err(RedisUrlError::Scheme(scheme.to_owned())),
         };
         let mut url = Self {
@@ -126,7 +140,7 @@ impl RedisUrl {
         // Hipache accepted `redis:` with everything defaulted.
         let rest = match rest.strip_prefix("//") {
             Some(r) => r,
-            None if rest.is_empty() => return Ok(url),
+            None if rest.is_empty() && !sentinel => return Ok(url),
             None => return Err(RedisUrlError::NoSlashes),
         };
         let (rest, prefix) = match rest.split_once('#') {
@@ -136,37 +150,61 @@ impl RedisUrl {
         if let Some(p) = prefix {
             url.prefix = percent_decode(p).ok_or(RedisUrlError::Escape("#prefix"))?;
         }
-        if rest.contains('?') {
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
+        if query.is_some() && !sentinel {
             return Err(RedisUrlError::Query);
         }
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        if !path.is_empty() {
-            url.db = match path.parse::<i64>() {
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((userinfo, hostport)) => (Some(userinfo), hostport),
+            None => (None, authority),
+        };
+        if let Some(userinfo) = userinfo {
+            // Hipache took the password as what follows the first ':' of
+            // the user info, or the whole user info without one.
+            let (user, password) = userinfo.split_once(':').unwrap_or(("", userinfo));
+            let user = percent_decode(user).ok_or(RedisUrlError::Escape("user name"))?;
+            let password = percent_decode(password).ok_or(RedisUrlError::Escape("password"))?;
+            url.username = (!user.is_empty()).then_some(user);
+            url.password = (!password.is_empty()).then_some(password);
+        }
+        let db = if sentinel {
+            let parsed = Sentinel::parse(hostport, path, query.unwrap_or(""))?;
+            (url.host, url.port) = parsed.sentinel.nodes[0].clone();
+            url.sentinel = Some(Box::new(parsed.sentinel));
+            parsed.db
+        } else {
+            let (host, port) = split_host_port(hostport)?;
+            if let Some(host) = host {
+                url.host = host;
+            }
+            if let Some(port) = port {
+                url.port = port;
+            }
+            path.to_owned()
+        };
+        if !db.is_empty() {
+            url.db = match db.parse::<i64>() {
                 Ok(db) if db >= 0 => db,
-                _ => return Err(RedisUrlError::Database(path.to_owned())),
+                _ => return Err(RedisUrlError::Database(db)),
             };
         }
-        let hostport = match authority.rsplit_once('@') {
-            Some((userinfo, hostport)) => {
-                // Hipache took the password as what follows the first ':'
-                // of the user info, or the whole user info without one.
-                let (user, password) = userinfo.split_once(':').unwrap_or(("", userinfo));
-                let user = percent_decode(user).ok_or(RedisUrlError::Escape("user name"))?;
-                let password = percent_decode(password).ok_or(RedisUrlError::Escape("password"))?;
-                url.username = (!user.is_empty()).then_some(user);
-                url.password = (!password.is_empty()).then_some(password);
-                hostport
-            }
-            None => authority,
-        };
-        let (host, port) = split_host_port(hostport)?;
-        if let Some(host) = host {
-            url.host = host;
-        }
-        if let Some(port) = port {
-            url.port = port;
-        }
         Ok(url)
+    }
+
+    /// The server at `host:port` with this URL's credentials, database and
+    /// prefix: what a Sentinel URL means once the Sentinels named the
+    /// server (TLS if this URL asks for it).
+    pub fn at(&self, host: &str, port: u16) -> Self {
+        Self {
+            host: host.to_owned(),
+            port,
+            sentinel: None,
+            ..self.clone()
+        }
     }
 
     /// The URL with the password replaced by [`CENSORED_PASSWORD`]: the only
@@ -179,7 +217,14 @@ impl RedisUrl {
             .map(|_| Password::Verbatim(CENSORED_PASSWORD));
         let mut out = self.origin(password);
         out.push('/');
+        if let Some(s) = &self.sentinel {
+            escape(&s.master, USERINFO_SAFE, &mut out);
+            out.push('/');
+        }
         out.push_str(&self.db.to_string());
+        if let Some(s) = &self.sentinel {
+            s.write_query(CENSORED_PASSWORD, &mut out);
+        }
         if !self.prefix.is_empty() {
             out.push('#');
             escape(&self.prefix, FRAGMENT_SAFE, &mut out);
@@ -190,7 +235,9 @@ impl RedisUrl {
     /// The server alone, password included, for a Redis client library that
     /// opens a URL: no `#prefix` (redis-rs reads the fragment as its own
     /// `#insecure` option), the database only when not 0, user and password
-    /// escaped. Never log it: log [`RedisUrl::censored`].
+    /// escaped. Never log it: log [`RedisUrl::censored`]. A Sentinel URL
+    /// has no one server: open the server [`RedisUrl::at`] the address the
+    /// Sentinels give.
     pub fn server_url(&self) -> String {
         let mut out = self.origin(self.password.as_deref().map(Password::Escaped));
         if self.db != DEFAULT_DB {
@@ -200,9 +247,14 @@ impl RedisUrl {
         out
     }
 
-    /// `redis://[user:[password]@]host:port`.
+    /// `redis://[user:[password]@]host:port`, or for a Sentinel URL
+    /// `redis+sentinel://[user:[password]@]host:port,host:port...`.
     fn origin(&self, password: Option<Password<'_>>) -> String {
-        let mut out = String::from(if self.tls { "rediss://" } else { "redis://" });
+        let mut out = String::from(if self.tls { "rediss" } else { "redis" });
+        if self.sentinel.is_some() {
+            out.push_str("+sentinel");
+        }
+        out.push_str("://");
         if self.username.is_some() || password.is_some() {
             if let Some(user) = &self.username {
                 escape(user, USERINFO_SAFE, &mut out);
@@ -217,17 +269,32 @@ impl RedisUrl {
             }
             out.push('@');
         }
-        if self.host.contains(':') {
-            out.push('[');
-            out.push_str(&self.host);
-            out.push(']');
-        } else {
-            out.push_str(&self.host);
+        match &self.sentinel {
+            Some(s) => {
+                for (i, (host, port)) in s.nodes.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_host_port(host, *port, &mut out);
+                }
+            }
+            None => write_host_port(&self.host, self.port, &mut out),
         }
-        out.push(':');
-        out.push_str(&self.port.to_string());
         out
     }
+}
+
+/// `host:port`, an IPv6 host in brackets.
+fn write_host_port(host: &str, port: u16, out: &mut String) {
+    if host.contains(':') {
+        out.push('[');
+        out.push_str(host);
+        out.push(']');
+    } else {
+        out.push_str(host);
+    }
+    out.push(':');
+    out.push_str(&port.to_string());
 }
 
 /// The password part of [`RedisUrl::origin`].
@@ -239,7 +306,7 @@ enum Password<'a> {
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port`, `:port` or nothing.
-fn split_host_port(text: &str) -> Result<(Option<String>, Option<u16>), RedisUrlError> {
+pub(crate) fn split_host_port(text: &str) -> Result<(Option<String>, Option<u16>), RedisUrlError> {
     if let Some(rest) = text.strip_prefix('[') {
         let Some((h, after)) = rest.split_once(']') else {
             return Err(RedisUrlError::UnclosedBracket(text.to_owned()));
@@ -283,7 +350,7 @@ fn parse_port(port: Option<&str>) -> Result<Option<u16>, RedisUrlError> {
 /// Decodes `%XX` escapes; `None` on a malformed escape or a result that is
 /// not UTF-8 (stricter than browsers, which keep a bad escape as is: a
 /// typo in a password or prefix should be an error, not another secret).
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     if !text.contains('%') {
         return Some(text.to_owned());
     }
@@ -310,7 +377,7 @@ fn percent_decode(text: &str) -> Option<String> {
 /// Characters kept as they are in a user name or password: RFC 3986's
 /// unreserved ones. Everything else is escaped, so the text survives this
 /// parser and any other URL parser alike.
-const USERINFO_SAFE: &[u8] = b"-._~";
+pub(crate) const USERINFO_SAFE: &[u8] = b"-._~";
 
 /// Characters kept in the `#prefix` besides letters and digits: what RFC
 /// 3986 allows in a fragment, except `,` (the proxy's `--driver` separates
@@ -319,7 +386,7 @@ const FRAGMENT_SAFE: &[u8] = b"-._~!$&'()*+;=:@/?";
 
 /// Appends `text` with every byte that is not ASCII alphanumeric nor in
 /// `safe` written as `%XX`.
-fn escape(text: &str, safe: &[u8], out: &mut String) {
+pub(crate) fn escape(text: &str, safe: &[u8], out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in text.as_bytes() {
         if b.is_ascii_alphanumeric() || safe.contains(&b) {
@@ -508,7 +575,7 @@ mod tests {
             password in secret(),
             prefix in any::<String>(),
         ) -> RedisUrl {
-            RedisUrl { tls, host, port, db, username, password, prefix }
+            RedisUrl { tls, host, port, db, username, password, prefix, sentinel: None }
         }
     }
 

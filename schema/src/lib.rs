@@ -7,7 +7,8 @@
 //! through this crate, so the two sides cannot drift apart.
 //!
 //! # Layout
-//! - [`driver`]: the Redis driver URL (`redis://…#prefix`): server,
+//! - [`driver`]: the Redis driver URL (`redis://…#prefix`, or
+//!   `redis+sentinel://` for a server found through Sentinel): server,
 //!   credentials, database and key prefix; its censored form for logs.
 //! - [`host`]: request host normalisation and the candidate frontend keys
 //!   (exact, wildcards, catch-all) in lookup order.
@@ -37,7 +38,7 @@ pub mod routes_file;
 pub mod status_page;
 
 pub use backend::{BackendUrl, Scheme};
-pub use driver::{RedisUrl, RedisUrlError};
+pub use driver::{ReadFrom, RedisUrl, RedisUrlError, Sentinel};
 pub use entry::{BackendEntry, Frontend};
 pub use host::{candidates, normalize_host, HostError};
 pub use keys::Keys;

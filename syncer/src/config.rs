@@ -85,6 +85,11 @@ pub struct Args {
     #[arg(long, env = "HIPACHE_SYNCER_REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<String>,
 
+    /// Password for the Sentinels of a `redis+sentinel://` URL, replacing
+    /// any `sentinel_password` in it. Prefer the environment variable.
+    #[arg(long, env = "HIPACHE_SYNCER_SENTINEL_PASSWORD", hide_env_values = true)]
+    pub sentinel_password: Option<String>,
+
     /// IngressClass controller string we implement.
     #[arg(long, env = "HIPACHE_SYNCER_CONTROLLER", default_value = DEFAULT_CONTROLLER)]
     pub controller: String,
@@ -338,12 +343,21 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 /// Parses `--redis-url` and applies `--redis-password` (an empty one means
 /// none, as an empty password in the URL does).
-pub fn redis_target(url: &str, password: Option<&str>) -> Result<RedisUrl, String> {
+pub fn redis_target(
+    url: &str,
+    password: Option<&str>,
+    sentinel_password: Option<&str>,
+) -> Result<RedisUrl, String> {
     let mut redis = RedisUrl::parse(url).map_err(|e| e.to_string())?;
     if let Some(pw) = password {
         redis.password = (!pw.is_empty()).then(|| pw.to_owned());
     }
-    check_client_reading(&redis)?;
+    if let (Some(pw), Some(s)) = (sentinel_password, &mut redis.sentinel) {
+        s.password = (!pw.is_empty()).then(|| pw.to_owned());
+    }
+    // The servers of a Sentinel URL are plain URLs made from its parts:
+    // the first Sentinel's address stands for them.
+    check_client_reading(&redis.at(&redis.host, redis.port))?;
     Ok(redis)
 }
 
@@ -389,7 +403,11 @@ impl Args {
     /// Validates the flags into a [`Config`], reporting every problem.
     pub fn into_config(self) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
-        let redis = match redis_target(&self.redis_url, self.redis_password.as_deref()) {
+        let redis = match redis_target(
+            &self.redis_url,
+            self.redis_password.as_deref(),
+            self.sentinel_password.as_deref(),
+        ) {
             Ok(redis) => redis,
             Err(e) => {
                 errors.push(ConfigError::RedisUrl(e));

@@ -238,6 +238,7 @@ pub async fn run(
         &leader,
         &outcome,
     );
+    let config_redis = config.redis.clone();
     Reconciler {
         settings: Settings {
             controller: config.controller.clone(),
@@ -252,6 +253,7 @@ pub async fn run(
         synced,
         metrics,
         ready,
+        redis: store::Redis::new(&config_redis),
         store: None,
         secrets: BTreeMap::new(),
         outcome,
@@ -311,6 +313,9 @@ struct Reconciler {
     synced: Vec<Arc<AtomicBool>>,
     metrics: Metrics,
     ready: Arc<Readiness>,
+    /// Where the store's connection goes (one server, or the master the
+    /// Sentinels name).
+    redis: store::Redis,
     store: Option<Store>,
     /// TLS Secrets fetched (one GET each), refreshed at every resync.
     secrets: BTreeMap<ObjectKey, Option<TlsPair>>,
@@ -328,6 +333,7 @@ impl Reconciler {
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut probe = tokio::time::interval(MARKER_PROBE);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut switches = self.redis.switches();
         let mut need_resync = true;
         let mut retry_at: Option<tokio::time::Instant> = None;
         let mut backoff = RETRY_MIN;
@@ -344,6 +350,13 @@ impl Reconciler {
                 }
                 r = leader.changed() => {
                     if r.is_err() { return }
+                    need_resync = true;
+                }
+                () = next_switch(&mut switches) => {
+                    // A new master: what was written to the old one in the
+                    // last moments may be lost, and the connection must go.
+                    tracing::info!("Sentinel switched the Redis master: reconnecting and resyncing");
+                    self.store = None;
                     need_resync = true;
                 }
                 _ = probe.tick(), if !need_resync && *leader.borrow() => {
@@ -381,6 +394,10 @@ impl Reconciler {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "redis write failed");
+                    if self.redis.is_sentinel() {
+                        // The master may have moved: ask the Sentinels again.
+                        self.store = None;
+                    }
                     self.metrics.reconcile_errors.inc();
                     self.ready.redis_ok.store(false, Ordering::Relaxed);
                     need_resync = true;
@@ -474,7 +491,7 @@ impl Reconciler {
         let store = match &mut self.store {
             Some(s) => s,
             None => {
-                let con = store::connect(&self.config.redis.server_url()).await?;
+                let con = self.redis.connect().await?;
                 self.store.insert(Store::new(
                     con,
                     hipache_schema::Keys::new(self.config.redis_prefix.clone()),
@@ -538,4 +555,14 @@ fn tls_pair(s: &Secret) -> Option<TlsPair> {
         cert: get("tls.crt")?,
         key: get("tls.key")?,
     })
+}
+
+/// The next master switch, or never without Sentinel.
+async fn next_switch(switches: &mut Option<watch::Receiver<u64>>) {
+    if let Some(rx) = switches {
+        if rx.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
 }

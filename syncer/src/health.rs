@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use hipache_schema::keys::{unix_now, DEAD_CHANNEL, HCHECKER_PING, HCHECKER_PING_INTERVAL_SECS};
-use hipache_schema::{BackendUrl, Frontend, Keys, Scheme};
+use hipache_schema::{BackendUrl, Frontend, Keys, RedisUrl, Scheme};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use redis::aio::ConnectionManager;
@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::HealthConfig;
 use crate::metrics::Metrics;
-use crate::store::{self, StoreError};
+use crate::store::{self, Redis, StoreError};
 
 /// A backend's probe history.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -220,12 +220,10 @@ impl Checker {
 }
 
 /// Forwards the backend URL of every `dead` channel message.
-async fn follow_dead_channel(url: String, tx: mpsc::Sender<String>, shutdown: CancellationToken) {
+async fn follow_dead_channel(redis: Redis, tx: mpsc::Sender<String>, shutdown: CancellationToken) {
     loop {
         let sub = async {
-            let client = redis::Client::open(url.as_str()).ok()?;
-            let mut ps = client.get_async_pubsub().await.ok()?;
-            ps.subscribe(DEAD_CHANNEL).await.ok()?;
+            let mut ps = redis.subscribe(DEAD_CHANNEL).await.ok()?;
             let mut msgs = ps.on_message();
             while let Some(m) = msgs.next().await {
                 let Ok(payload) = m.get_payload::<String>() else {
@@ -253,13 +251,14 @@ async fn follow_dead_channel(url: String, tx: mpsc::Sender<String>, shutdown: Ca
 
 /// Runs the checker while this replica leads, until `shutdown`.
 pub async fn run(
-    redis_url: String,
+    redis: RedisUrl,
     keys: Keys,
     cfg: HealthConfig,
     mut leader: watch::Receiver<bool>,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
+    let redis = Redis::new(&redis);
     loop {
         // Wait for leadership.
         while !*leader.borrow() {
@@ -281,7 +280,7 @@ pub async fn run(
                 term.cancel();
             }
         };
-        let work = lead(&redis_url, &keys, &cfg, &metrics, term.clone());
+        let work = lead(&redis, &keys, &cfg, &metrics, term.clone());
         tokio::select! {
             _ = work => {}
             _ = lost => {}
@@ -294,7 +293,7 @@ pub async fn run(
 }
 
 async fn lead(
-    redis_url: &str,
+    redis: &Redis,
     keys: &Keys,
     cfg: &HealthConfig,
     metrics: &Metrics,
@@ -302,7 +301,7 @@ async fn lead(
 ) {
     let mut backoff = Duration::from_millis(100);
     let con = loop {
-        match store::connect(redis_url).await {
+        match redis.connect().await {
             Ok(c) => break c,
             Err(e) => {
                 tracing::warn!(error = %e, "health: cannot connect to redis");
@@ -317,7 +316,7 @@ async fn lead(
     // The subscriber task ends with this term, also when `lead` is dropped.
     let _term_guard = term.clone().drop_guard();
     let (tx, mut rx) = mpsc::channel(1024);
-    tokio::spawn(follow_dead_channel(redis_url.to_owned(), tx, term.clone()));
+    tokio::spawn(follow_dead_channel(redis.clone(), tx, term.clone()));
     let mut c = Checker {
         con,
         keys: keys.clone(),
@@ -348,6 +347,15 @@ async fn lead(
         };
         if let Err(e) = r {
             tracing::warn!(error = %e, "health: redis error");
+            if redis.is_sentinel() {
+                // The master may have moved: connect again through the
+                // Sentinels after a pause (`run` calls us again).
+                tokio::select! {
+                    _ = term.cancelled() => {}
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                return;
+            }
         }
     }
 }

@@ -110,7 +110,7 @@ pub async fn run_with_client(
     let lease_guard = lease_task.as_ref().map(|t| AbortOnDrop(t.abort_handle()));
     if let Some(h) = config.health.clone() {
         tasks.spawn(health::run(
-            config.redis.server_url(),
+            config.redis.clone(),
             hipache_schema::Keys::new(config.redis_prefix.clone()),
             h,
             leader_rx.clone(),

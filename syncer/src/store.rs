@@ -20,11 +20,13 @@
 //! the old list mean nothing in the new one.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use hipache_redis::Discovery;
 use hipache_schema::entry::SYNCER_IDENTIFIER_PREFIX;
 use hipache_schema::keys::{TLS_CERT_FIELD, TLS_CHANNEL, TLS_KEY_FIELD, TLS_OWNER_FIELD};
-use hipache_schema::Keys;
+use hipache_schema::{Keys, ReadFrom, RedisUrl};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisError, Value};
 use thiserror::Error;
@@ -45,16 +47,84 @@ pub const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum StoreError {
     #[error("redis: {0}")]
     Redis(#[from] RedisError),
+    /// The Sentinels named no usable master.
+    #[error("redis: {0}")]
+    Sentinel(String),
 }
 
-/// Opens a reconnecting Redis connection (the URL without `#prefix`).
-pub async fn connect(url: &str) -> Result<ConnectionManager, StoreError> {
-    let client = redis::Client::open(url)?;
-    let cfg = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
-        .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
-        .set_number_of_retries(2);
-    Ok(ConnectionManager::new_with_config(client, cfg).await?)
+/// Where the syncer writes: one server, or the master the Sentinels of a
+/// `redis+sentinel://` URL name at each connection. Every connection goes
+/// through [`Redis::connect`].
+#[derive(Debug, Clone)]
+pub struct Redis {
+    url: RedisUrl,
+    discovery: Option<Arc<Discovery>>,
+}
+
+impl Redis {
+    pub fn new(url: &RedisUrl) -> Self {
+        Self {
+            url: url.clone(),
+            discovery: Discovery::new(url, None, REDIS_CONNECT_TIMEOUT, REDIS_RESPONSE_TIMEOUT),
+        }
+    }
+
+    /// Whether the server is found through Sentinel: a connection that
+    /// fails is then dropped and made again (the master may have moved),
+    /// rather than re-established to the same address.
+    pub fn is_sentinel(&self) -> bool {
+        self.discovery.is_some()
+    }
+
+    /// The master switches the Sentinels announce (`None` without them):
+    /// must be called inside a tokio runtime.
+    pub fn switches(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.discovery.as_ref().map(Discovery::switches)
+    }
+
+    /// The server to write to now: the URL's, or the master the Sentinels
+    /// name (without `#prefix`, which the client must not see).
+    async fn server(&self) -> Result<String, StoreError> {
+        match &self.discovery {
+            None => Ok(self.url.server_url()),
+            Some(d) => {
+                let servers = d
+                    .servers(ReadFrom::Master)
+                    .await
+                    .map_err(|e| StoreError::Sentinel(e.to_string()))?;
+                let master = servers
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| StoreError::Sentinel("the Sentinels named no master".into()))?;
+                Ok(master.server_url())
+            }
+        }
+    }
+
+    /// A reconnecting connection to the server (the master, checked with
+    /// `ROLE`, for a Sentinel URL).
+    pub async fn connect(&self) -> Result<ConnectionManager, StoreError> {
+        let client = redis::Client::open(self.server().await?)?;
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
+            .set_number_of_retries(2);
+        let mut con = ConnectionManager::new_with_config(client, cfg).await?;
+        if self.is_sentinel() {
+            hipache_redis::check_role(&mut con, ReadFrom::Master)
+                .await
+                .map_err(|e| StoreError::Sentinel(e.to_string()))?;
+        }
+        Ok(con)
+    }
+
+    /// A pub/sub connection subscribed to `channel` on the server.
+    pub async fn subscribe(&self, channel: &str) -> Result<redis::aio::PubSub, StoreError> {
+        let client = redis::Client::open(self.server().await?)?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok(pubsub)
+    }
 }
 
 /// What one write pass did.

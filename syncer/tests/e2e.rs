@@ -9,6 +9,8 @@ mod backend;
 mod fake_apiserver;
 #[path = "support/redis.rs"]
 mod redis_server;
+#[path = "support/traffic.rs"]
+mod traffic;
 #[path = "support/wait.rs"]
 mod wait;
 
@@ -18,44 +20,16 @@ use std::time::{Duration, Instant};
 use backend::Backend;
 use fake_apiserver::FakeApi;
 use hipache_syncer::fixtures::*;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use redis_server::RedisServer;
 use tokio_util::sync::CancellationToken;
+use traffic::get;
 use wait::until;
 
 const CTRL: &str = "hipache.io/ingress-controller";
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// One request through the proxy: (status, body).
-async fn get(proxy: SocketAddr, host: &str, path: &str) -> Option<(u16, String)> {
-    let stream = tokio::net::TcpStream::connect(proxy).await.ok()?;
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
-            .await
-            .ok()?;
-    tokio::spawn(conn);
-    let req = http::Request::get(path)
-        .header("host", host)
-        .body(Empty::new())
-        .ok()?;
-    let resp = tokio::time::timeout(Duration::from_secs(5), send.send_request(req))
-        .await
-        .ok()?
-        .ok()?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.ok()?.to_bytes();
-    Some((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
 async fn routes_to(proxy: SocketAddr, host: &str, path: &str, want: &str) -> Duration {
-    let t0 = Instant::now();
-    until(&format!("{host}{path} -> {want}"), DEADLINE, || async {
-        let (status, body) = get(proxy, host, path).await?;
-        (status == 200 && body == want).then_some(())
-    })
-    .await;
-    t0.elapsed()
+    traffic::routes_to(proxy, host, path, want, DEADLINE).await
 }
 
 async fn tenant_ok(proxy: SocketAddr) {

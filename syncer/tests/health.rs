@@ -45,7 +45,7 @@ fn start(
     let token = CancellationToken::new();
     let (tx, rx) = watch::channel(leader);
     tokio::spawn(health::run(
-        r.url(),
+        hipache_schema::RedisUrl::parse(&r.url()).unwrap(),
         Keys::new(prefix),
         c,
         rx,

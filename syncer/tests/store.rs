@@ -24,7 +24,10 @@ fn desired(frontends: &[(&str, &[&str])]) -> Desired {
 
 async fn new_store(r: &RedisServer, prefix: &str) -> Store {
     Store::new(
-        store::connect(&r.url()).await.unwrap(),
+        store::Redis::new(&hipache_schema::RedisUrl::parse(&r.url()).unwrap())
+            .connect()
+            .await
+            .unwrap(),
         Keys::new(prefix),
         None,
     )
@@ -193,7 +196,10 @@ async fn a_redis_cli_write_during_our_transaction_wins() {
 #[tokio::test]
 async fn prefix_dead_sets_and_namespace_scope() {
     let r = RedisServer::start();
-    let con = store::connect(&r.url()).await.unwrap();
+    let con = store::Redis::new(&hipache_schema::RedisUrl::parse(&r.url()).unwrap())
+        .connect()
+        .await
+        .unwrap();
     let mut s = Store::new(con, Keys::new("t1"), Some("team"));
     let _: i64 = r
         .cli(&[

@@ -1,5 +1,7 @@
 //! Driver URLs: `redis://[[user]:password@]host[:port][/db][#prefix]`,
-//! `rediss://` for TLS, and `file:<path>` for a YAML routes file.
+//! `rediss://` for TLS, `redis+sentinel://host[:port],.../<master>...` for
+//! a server found through Sentinel, and `file:<path>` for a YAML routes
+//! file.
 //!
 //! Redis URLs are parsed and censored by [`hipache_schema::driver`], the
 //! parser the syncer uses too, so both read the same prefix from the same
@@ -27,7 +29,7 @@ pub fn parse_url(text: &str, base_dir: Option<&Path>) -> Result<DriverUrl, Strin
         ));
     };
     match scheme.to_ascii_lowercase().as_str() {
-        "redis" | "rediss" => RedisUrl::parse(text)
+        "redis" | "rediss" | "redis+sentinel" | "rediss+sentinel" => RedisUrl::parse(text)
             .map(DriverUrl::Redis)
             .map_err(|e| e.to_string()),
         "file" => parse_file(rest, base_dir).map(DriverUrl::File),
@@ -63,6 +65,39 @@ fn parse_file(rest: &str, base_dir: Option<&Path>) -> Result<PathBuf, String> {
     })
 }
 
+/// Splits a comma-separated driver list (`--driver`, `HIPACHE_DRIVER`)
+/// into its URLs. A comma starts a new URL only where a driver scheme
+/// follows (`redis://`, `rediss://`, `redis+sentinel://`,
+/// `rediss+sentinel://`, `redis:` alone, `file:`), so that the Sentinel
+/// addresses of one URL (`redis+sentinel://a:26379,b:26379/m`) stay
+/// together.
+pub fn split_list(text: &str) -> Vec<&str> {
+    let starts_url = |rest: &str| {
+        let lower = rest.trim_start().to_ascii_lowercase();
+        [
+            "redis://",
+            "rediss://",
+            "redis+sentinel://",
+            "rediss+sentinel://",
+            "file:",
+        ]
+        .iter()
+        .any(|s| lower.starts_with(s))
+            || lower == "redis:"
+            || lower.starts_with("redis:,")
+    };
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for (i, _) in text.match_indices(',') {
+        if starts_url(&text[i + 1..]) {
+            parts.push(&text[start..i]);
+            start = i + 1;
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
 /// Builds the driver from a list of URLs: one URL, or a Redis list whose
 /// first element is the read connection and last the write connection.
 /// Errors carry the index of the bad element (`None`: the list as a whole).
@@ -86,6 +121,10 @@ pub fn from_urls(urls: Vec<DriverUrl>) -> Result<Driver, (Option<usize>, String)
         return Err((None, "needs at least one driver URL".to_owned()));
     };
     let mut write = it.last().unwrap_or_else(|| read.clone());
+    // Writes go to the master, whatever the URL says of reads.
+    if let Some(s) = &mut write.sentinel {
+        s.read_from = hipache_schema::ReadFrom::Master;
+    }
     // Hipache applied the first URL's #prefix to every connection.
     if write.prefix.is_empty() {
         write.prefix.clone_from(&read.prefix);
@@ -226,5 +265,39 @@ mod tests {
             parse_url("redis://b#y", None).unwrap(),
         ];
         assert!(from_urls(prefixes).is_err());
+    }
+
+    #[test]
+    fn a_driver_list_keeps_sentinel_addresses_together() {
+        assert_eq!(
+            split_list("redis+sentinel://a:26379,b,c:1/m/2,redis://w:6379"),
+            ["redis+sentinel://a:26379,b,c:1/m/2", "redis://w:6379"]
+        );
+        assert_eq!(
+            split_list("redis://r, redis://w"),
+            ["redis://r", " redis://w"]
+        );
+        assert_eq!(split_list("redis:,redis:"), ["redis:", "redis:"]);
+        assert_eq!(split_list("redis://r,file:x"), ["redis://r", "file:x"]);
+        // A Sentinel host named like a scheme, without "//", stays a host.
+        assert_eq!(
+            split_list("redis+sentinel://a,redis:26379/m"),
+            ["redis+sentinel://a,redis:26379/m"]
+        );
+    }
+
+    #[test]
+    fn one_sentinel_url_reads_from_replicas_and_writes_to_the_master() {
+        let url = redis("redis+sentinel://a,b/mymaster?read_from=replica#p:");
+        let Driver::Redis { read, write } = from_urls(vec![DriverUrl::Redis(url)]).unwrap() else {
+            panic!("not redis")
+        };
+        let (r, w) = (read.sentinel.unwrap(), write.sentinel.unwrap());
+        assert_eq!(r.read_from, hipache_schema::ReadFrom::Replica);
+        assert_eq!(w.read_from, hipache_schema::ReadFrom::Master);
+        assert_eq!(
+            (r.master.as_str(), write.prefix.as_str()),
+            ("mymaster", "p:")
+        );
     }
 }

@@ -192,6 +192,8 @@ pub enum AccessLogTarget {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+// One per configuration, read at start: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Driver {
     /// Reads from `read`, dead marks to `write` (the same server unless a
     /// list of URLs or Hipache's `redisMaster*` keys said otherwise).
@@ -374,6 +376,7 @@ pub fn load_from(
 struct Overrides {
     driver: Option<Driver>,
     redis_password: Option<String>,
+    sentinel_password: Option<String>,
     status_token: Option<String>,
     http_port: Option<u16>,
     https_port: Option<u16>,
@@ -387,6 +390,7 @@ impl Overrides {
             http_port: args.http_port,
             https_port: args.https_port,
             redis_password: args.redis_password.clone(),
+            sentinel_password: args.sentinel_password.clone(),
             ..Overrides::default()
         };
         match (&args.routes, &args.driver) {
@@ -397,13 +401,14 @@ impl Overrides {
             (Some(p), None) => o.driver = Some(Driver::File(cwd.join(p))),
             (None, Some(text)) => {
                 let mut urls = Vec::new();
-                for part in text.split(',') {
+                let parts = driver::split_list(text);
+                for part in &parts {
                     match driver::parse_url(part, Some(cwd)) {
                         Ok(u) => urls.push(u),
                         Err(msg) => errors.push(ConfigError::new("--driver", msg)),
                     }
                 }
-                if !urls.is_empty() && urls.len() == text.split(',').count() {
+                if !urls.is_empty() && urls.len() == parts.len() {
                     match driver::from_urls(urls) {
                         Ok(d) => o.driver = Some(d),
                         Err((_, msg)) => errors.push(ConfigError::new("--driver", msg)),
@@ -470,6 +475,14 @@ impl Overrides {
         if let (Some(pw), Driver::Redis { read, write }) = (self.redis_password, &mut c.driver) {
             read.password = Some(pw.clone());
             write.password = Some(pw);
+        }
+        if let (Some(pw), Driver::Redis { read, write }) = (self.sentinel_password, &mut c.driver) {
+            for s in [&mut read.sentinel, &mut write.sentinel]
+                .into_iter()
+                .flatten()
+            {
+                s.password = Some(pw.clone());
+            }
         }
         if let Some(p) = self.http_port {
             for a in &mut c.http {

@@ -3,9 +3,12 @@
 //!
 //! The supervisor connects in the background, so that the proxy starts
 //! and keeps serving while Redis is down; probes the connection every
-//! [`HEARTBEAT`] and whenever a user reports a failure; and after a loss
-//! reconnects with the [`Backoff`]. While there is no connection,
-//! [`Link::get`] returns `None` at once: nobody waits on a dead Redis.
+//! [`HEARTBEAT`] and whenever a user reports a failure
+//! ([`Dialer::probe`]); and after a loss reconnects with the [`Backoff`].
+//! While there is no connection, [`Link::get`] returns `None` at once:
+//! nobody waits on a dead Redis. For a Sentinel URL, a master switch the
+//! Sentinels announce drops the connection at once and cuts a reconnect
+//! pause short.
 //!
 //! The owner hears about connections and pushes through [`Events`], on the
 //! supervisor's task; the supervisor stops when the [`Link`] is dropped.
@@ -126,6 +129,7 @@ impl Supervisor {
     async fn run(self) {
         let (target, role) = (self.dialer.redis(), self.role);
         let mut backoff = Backoff::new();
+        let mut switches = self.dialer.switches();
         // One warning for connection failures: before the first connection,
         // or after the warning that it was lost.
         let mut warned = false;
@@ -137,7 +141,10 @@ impl Supervisor {
                         tracing::warn!(redis = target, role, error = %e, "cannot reach Redis; retrying with backoff");
                         warned = true;
                     }
-                    backoff.wait().await;
+                    tokio::select! {
+                        () = backoff.wait() => {}
+                        () = next_switch(&mut switches) => backoff.reset(),
+                    }
                     continue;
                 }
             };
@@ -146,7 +153,7 @@ impl Supervisor {
             self.events.connected(tracking);
             self.state.set(Some(conn.clone()));
             tracing::info!(redis = target, role, tracking, "connected to Redis");
-            self.watch(conn, pushes).await;
+            self.watch(conn, pushes, &mut switches).await;
             self.state.set(None);
             self.events.lost();
             tracing::warn!(
@@ -160,10 +167,17 @@ impl Supervisor {
 
     /// Returns when the connection is gone: closed (a push says so), or
     /// silent for a probe.
-    async fn watch(&self, mut conn: MultiplexedConnection, mut pushes: Option<Pushes>) {
+    async fn watch(
+        &self,
+        mut conn: MultiplexedConnection,
+        mut pushes: Option<Pushes>,
+        switches: &mut Option<watch::Receiver<u64>>,
+    ) {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let timeout = self.dialer.response_timeout();
+        if let Some(rx) = switches {
+            rx.mark_unchanged();
+        }
         loop {
             tokio::select! {
                 push = next_push(&mut pushes) => match push {
@@ -171,13 +185,14 @@ impl Supervisor {
                     Some(p) => self.events.push(p),
                     None => return,
                 },
+                () = next_switch(switches) => return,
                 () = self.state.trouble.notified() => {
-                    if !ping(&mut conn, timeout).await {
+                    if !self.dialer.probe(&mut conn).await {
                         return;
                     }
                 }
                 _ = heartbeat.tick() => {
-                    if !ping(&mut conn, timeout).await {
+                    if !self.dialer.probe(&mut conn).await {
                         return;
                     }
                 }
@@ -194,11 +209,15 @@ async fn next_push(pushes: &mut Option<Pushes>) -> Option<PushInfo> {
     }
 }
 
-/// Whether Redis answers a PING within `timeout`.
-async fn ping(conn: &mut MultiplexedConnection, timeout: Duration) -> bool {
-    let cmd = redis::cmd("PING");
-    let ping = cmd.query_async::<String>(conn);
-    matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(_)))
+/// The next master switch, or never without Sentinel (or once the
+/// discovery is gone).
+async fn next_switch(switches: &mut Option<watch::Receiver<u64>>) {
+    if let Some(rx) = switches {
+        if rx.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 #[cfg(test)]
@@ -236,6 +255,7 @@ mod tests {
                 username: None,
                 password: None,
                 prefix: String::new(),
+                sentinel: None,
             },
             ca: None,
         };

@@ -3,20 +3,22 @@
 //! A [`Target`] is what the configuration says (a driver URL and the CA to
 //! trust for `rediss://`); a [`Dialer`] is built from it once, at start, so
 //! that a missing CA file or a bad URL is a start error, and then makes
-//! every connection to that server. Redis Sentinel, or any other way of
-//! finding the server, would change the [`Dialer`] alone.
+//! every connection to that server. For a `redis+sentinel://` URL the
+//! server is asked of the Sentinels at every connection
+//! ([`hipache_redis::Discovery`]), each new connection must pass a `ROLE`
+//! check (a master for writers, a linked replica or the master for
+//! readers), and so must every probe of it ([`Dialer::probe`]).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hipache_redis::Discovery;
+use hipache_schema::ReadFrom;
 use redis::aio::{MultiplexedConnection, PubSub};
-use redis::{
-    AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind,
-    RedisConnectionInfo, RedisResult,
-};
-use tokio::sync::mpsc;
+use redis::{AsyncConnectionConfig, PushInfo, PushKind, RedisResult};
+use tokio::sync::{mpsc, watch};
 
 use super::timeouts::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::config::RedisUrl;
@@ -39,64 +41,45 @@ pub enum TargetError {
         source: std::io::Error,
     },
     /// The URL and CA do not make a Redis client.
-    #[error("{redis}: {source}")]
-    Client {
-        /// The censored URL.
-        redis: String,
-        source: redis::RedisError,
-    },
+    #[error(transparent)]
+    Client(#[from] hipache_redis::ClientError),
 }
 
 impl Target {
-    /// A client for this target (RESP3 when `resp3`, for client tracking).
-    fn client(&self, resp3: bool) -> Result<redis::Client, TargetError> {
-        let client_error = |source| TargetError::Client {
-            redis: self.url.censored(),
-            source,
-        };
-        let info = connection_info(&self.url, resp3).map_err(client_error)?;
-        let client = match (&self.ca, self.url.tls) {
-            (Some(ca), true) => {
-                let pem = std::fs::read(ca).map_err(|source| TargetError::Ca {
+    /// The CA's PEM, read only for TLS.
+    fn ca_pem(&self) -> Result<Option<Vec<u8>>, TargetError> {
+        match (&self.ca, self.url.tls) {
+            (Some(ca), true) => std::fs::read(ca)
+                .map(Some)
+                .map_err(|source| TargetError::Ca {
                     path: ca.clone(),
                     source,
-                })?;
-                let certs = redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem),
-                };
-                redis::Client::build_with_tls(info, certs)
-            }
-            _ => redis::Client::open(info),
-        };
-        client.map_err(client_error)
+                }),
+            _ => Ok(None),
+        }
     }
 }
 
-/// Plain TCP or TLS, then AUTH (user and password) and SELECT, and the
-/// protocol: RESP3 only when asked, since it needs Redis 6.
-fn connection_info(url: &RedisUrl, resp3: bool) -> RedisResult<redis::ConnectionInfo> {
-    let addr = if url.tls {
-        ConnectionAddr::TcpTls {
-            host: url.host.clone(),
-            port: url.port,
-            insecure: false,
-            tls_params: None,
-        }
-    } else {
-        ConnectionAddr::Tcp(url.host.clone(), url.port)
-    };
-    let mut redis = RedisConnectionInfo::default().set_db(url.db);
-    if let Some(user) = &url.username {
-        redis = redis.set_username(user);
-    }
-    if let Some(password) = &url.password {
-        redis = redis.set_password(password);
-    }
-    if resp3 {
-        redis = redis.set_protocol(ProtocolVersion::RESP3);
-    }
-    Ok(addr.into_connection_info()?.set_redis_settings(redis))
+/// The clients of one server: RESP3 when tracking, and a RESP2 one for
+/// when tracking is only preferred and the server refuses it (Redis
+/// before 6, or an ACL without `HELLO` or `CLIENT TRACKING`).
+#[derive(Clone)]
+struct Clients {
+    client: redis::Client,
+    untracked: Option<redis::Client>,
+}
+
+/// Where the server is.
+#[derive(Clone)]
+enum Servers {
+    /// One server, its clients made at start.
+    Fixed(Box<Clients>),
+    /// The server the Sentinels name at each connection.
+    Sentinel {
+        discovery: Arc<Discovery>,
+        ca: Option<Vec<u8>>,
+        need: ReadFrom,
+    },
 }
 
 /// RESP3 pushes of a tracking connection (invalidations, and the client
@@ -111,13 +94,11 @@ pub type InlinePushes = Arc<dyn Fn(&PushInfo) + Send + Sync>;
 /// [`Dialer::multiplexed`] or [`Dialer::subscribe`].
 #[derive(Clone)]
 pub struct Dialer {
-    client: redis::Client,
-    /// A RESP2 client for when tracking is only preferred and the server
-    /// refuses it (Redis before 6, or an ACL without `HELLO` or `CLIENT
-    /// TRACKING`).
-    untracked: Option<redis::Client>,
+    servers: Servers,
     redis: String,
     tracking: bool,
+    /// Whether a server that refuses tracking gets a RESP2 connection.
+    fallback: bool,
     inline: Option<InlinePushes>,
     /// Tracking in broadcast mode for keys with these prefixes (empty:
     /// the default mode, keys this connection read).
@@ -132,11 +113,35 @@ impl Dialer {
     /// turn on client tracking before they are handed out, so that no read
     /// made on them can miss its invalidation.
     pub fn new(target: &Target, tracking: bool) -> Result<Self, TargetError> {
+        Self::build(target, tracking, false)
+    }
+
+    fn build(target: &Target, tracking: bool, fallback: bool) -> Result<Self, TargetError> {
+        let ca = target.ca_pem()?;
+        let url = &target.url;
+        let clients = |url: &RedisUrl| Clients::new(url, ca.as_deref(), tracking, fallback);
+        let servers = match Discovery::new(url, ca.clone(), CONNECT_TIMEOUT, RESPONSE_TIMEOUT) {
+            Some(discovery) => {
+                // A client for the first Sentinel's address: what is wrong
+                // with the URL shows at start, not at the first connection.
+                clients(url)?;
+                let need = url
+                    .sentinel
+                    .as_ref()
+                    .map_or(ReadFrom::Master, |s| s.read_from);
+                Servers::Sentinel {
+                    discovery,
+                    ca,
+                    need,
+                }
+            }
+            None => Servers::Fixed(Box::new(clients(url)?)),
+        };
         Ok(Self {
-            client: target.client(tracking)?,
-            untracked: None,
-            redis: target.url.censored(),
+            servers,
+            redis: url.censored(),
             tracking,
+            fallback,
             inline: None,
             broadcast: Vec::new(),
             refusal_logged: Arc::new(AtomicBool::new(false)),
@@ -147,10 +152,7 @@ impl Dialer {
     /// A dialer whose connections track when the server allows it, and
     /// are plain RESP2 connections (no pushes) when it refuses.
     pub fn preferring_tracking(target: &Target) -> Result<Self, TargetError> {
-        Ok(Self {
-            untracked: Some(target.client(false)?),
-            ..Self::new(target, true)?
-        })
+        Self::build(target, true, true)
     }
 
     /// The same dialer with invalidation pushes applied by `inline` as the
@@ -190,22 +192,93 @@ impl Dialer {
         &self.redis
     }
 
-    pub fn response_timeout(&self) -> Duration {
-        self.response_timeout
-    }
-
     /// One multiplexed connection, within [`CONNECT_TIMEOUT`]; with
     /// tracking, `CLIENT TRACKING ON` was answered and the pushes come
     /// with it. Pushes are `None` for a connection that does not track
     /// (tracking off, or only preferred and refused).
     pub async fn multiplexed(&self) -> RedisResult<(MultiplexedConnection, Option<Pushes>)> {
+        let (discovery, ca, need) = match &self.servers {
+            Servers::Fixed(clients) => return self.connect(clients).await,
+            Servers::Sentinel {
+                discovery,
+                ca,
+                need,
+            } => (discovery, ca, *need),
+        };
+        let mut last = None;
+        for url in discovery.servers(need).await.map_err(io_error)? {
+            let clients = Clients::new(&url, ca.as_deref(), self.tracking, self.fallback)
+                .map_err(|e| io_error(e.to_string()))?;
+            match self.connect(&clients).await {
+                Ok((mut conn, pushes)) => match self.check_role(&mut conn, need).await {
+                    Ok(()) => return Ok((conn, pushes)),
+                    Err(e) => last = Some(io_error(format!("{}: {e}", url.censored()))),
+                },
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io_error("the Sentinels named no server")))
+    }
+
+    /// `ROLE` on `conn`, within the reply timeout.
+    async fn check_role(
+        &self,
+        conn: &mut MultiplexedConnection,
+        need: ReadFrom,
+    ) -> Result<(), String> {
+        match tokio::time::timeout(self.response_timeout, hipache_redis::check_role(conn, need))
+            .await
+        {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err("no ROLE reply within the response timeout".to_owned()),
+        }
+    }
+
+    /// Whether the connection still reaches what it was opened for, within
+    /// the reply timeout: Redis answers `PING`; for a Sentinel URL, `ROLE`
+    /// says the server still is the master (writers) or a replica linked
+    /// to its master or the master (readers).
+    pub async fn probe(&self, conn: &mut MultiplexedConnection) -> bool {
+        match &self.servers {
+            Servers::Fixed(_) => {
+                let cmd = redis::cmd("PING");
+                let ping = cmd.query_async::<String>(conn);
+                matches!(
+                    tokio::time::timeout(self.response_timeout, ping).await,
+                    Ok(Ok(_))
+                )
+            }
+            Servers::Sentinel { need, .. } => match self.check_role(conn, *need).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(redis = %self.redis, error = %e, "the Redis connection no longer reaches the server it was opened for; reconnecting");
+                    false
+                }
+            },
+        }
+    }
+
+    /// For a Sentinel URL, the count of master switches the Sentinels
+    /// announced ([`Discovery::switches`]); `None` for one server.
+    pub fn switches(&self) -> Option<watch::Receiver<u64>> {
+        match &self.servers {
+            Servers::Fixed(_) => None,
+            Servers::Sentinel { discovery, .. } => Some(discovery.switches()),
+        }
+    }
+
+    /// One connection to one server, tracking as asked.
+    async fn connect(
+        &self,
+        clients: &Clients,
+    ) -> RedisResult<(MultiplexedConnection, Option<Pushes>)> {
         let base = || {
             AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(CONNECT_TIMEOUT))
                 .set_response_timeout(Some(self.response_timeout))
         };
         if !self.tracking {
-            let conn = self
+            let conn = clients
                 .client
                 .get_multiplexed_async_connection_with_config(&base())
                 .await?;
@@ -227,7 +300,7 @@ impl Dialer {
             None => base().set_push_sender(tx),
         };
         let tracked = async {
-            let mut conn = self
+            let mut conn = clients
                 .client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
@@ -242,7 +315,7 @@ impl Dialer {
             tracking.query_async::<()>(&mut conn).await?;
             Ok::<_, redis::RedisError>(conn)
         };
-        match (tracked.await, &self.untracked) {
+        match (tracked.await, &clients.untracked) {
             (Ok(conn), _) => Ok((conn, Some(rx))),
             // Redis answered, and refused: a server that cannot track.
             (Err(e), Some(untracked)) if !is_transport(&e) => {
@@ -263,7 +336,22 @@ impl Dialer {
     /// the subscription.
     pub async fn subscribe(&self, channel: &str) -> RedisResult<PubSub> {
         let work = async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
+            let client = match &self.servers {
+                Servers::Fixed(clients) => clients.client.clone(),
+                Servers::Sentinel {
+                    discovery,
+                    ca,
+                    need,
+                } => {
+                    let servers = discovery.servers(*need).await.map_err(io_error)?;
+                    let url = servers
+                        .first()
+                        .ok_or_else(|| io_error("the Sentinels named no server"))?;
+                    hipache_redis::client(url, ca.as_deref(), false)
+                        .map_err(|e| io_error(e.to_string()))?
+                }
+            };
+            let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(channel).await?;
             Ok(pubsub)
         };
@@ -276,6 +364,30 @@ impl Dialer {
             .into()),
         }
     }
+}
+
+impl Clients {
+    fn new(
+        url: &RedisUrl,
+        ca: Option<&[u8]>,
+        tracking: bool,
+        fallback: bool,
+    ) -> Result<Self, hipache_redis::ClientError> {
+        Ok(Self {
+            client: hipache_redis::client(url, ca, tracking)?,
+            untracked: if fallback {
+                Some(hipache_redis::client(url, ca, false)?)
+            } else {
+                None
+            },
+        })
+    }
+}
+
+/// A failure to find or keep the right server, as the I/O error the redis
+/// crate reports for a server that is down: the link retries it alike.
+fn io_error(e: impl ToString) -> redis::RedisError {
+    std::io::Error::other(e.to_string()).into()
 }
 
 /// An error of the way to the server (down, unreachable, cut, silent), as
@@ -297,6 +409,7 @@ mod tests {
             username: Some("proxy".into()),
             password: Some("s3cret".into()),
             prefix: String::new(),
+            sentinel: None,
         }
     }
 
@@ -319,19 +432,7 @@ mod tests {
         };
         let dialer = Dialer::new(&target, true).expect("plain Redis needs no CA");
         assert!(dialer.tracking);
-        assert_eq!(dialer.response_timeout(), RESPONSE_TIMEOUT);
+        assert_eq!(dialer.response_timeout, RESPONSE_TIMEOUT);
         assert!(!dialer.redis().contains("s3cret"), "{}", dialer.redis());
-    }
-
-    #[test]
-    fn connection_info_carries_auth_db_and_protocol() {
-        let info = connection_info(&url(false), true).expect("info");
-        let redis = info.redis_settings();
-        assert_eq!(redis.db(), 2);
-        assert_eq!(redis.username(), Some("proxy"));
-        assert_eq!(redis.password(), Some("s3cret"));
-        assert_eq!(redis.protocol(), ProtocolVersion::RESP3);
-        let plain = connection_info(&url(false), false).expect("info");
-        assert_eq!(plain.redis_settings().protocol(), ProtocolVersion::RESP2);
     }
 }
