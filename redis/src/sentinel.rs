@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -86,6 +86,35 @@ impl Discovery {
             switches: watch::Sender::new(0),
             watcher: OnceLock::new(),
         }))
+    }
+
+    /// [`Discovery::new`], shared: every caller in the process with the
+    /// same Sentinels, master, credentials and CA gets the same discovery
+    /// while one is alive, so that a process keeps one switch subscription
+    /// per Sentinel deployment, however many connections it makes (with
+    /// the first caller's timeouts).
+    pub fn shared(
+        url: &RedisUrl,
+        ca: Option<Vec<u8>>,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Option<Arc<Self>> {
+        static LIVE: Mutex<Vec<Weak<Discovery>>> = Mutex::new(Vec::new());
+        let key = same_deployment(url);
+        let mut live = LIVE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        live.retain(|d| d.strong_count() > 0);
+        if let Some(found) = live
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|d| d.ca == ca && same_deployment(&d.url) == key)
+        {
+            return Some(found);
+        }
+        let made = Self::new(url, ca, connect_timeout, response_timeout)?;
+        live.push(Arc::downgrade(&made));
+        Some(made)
     }
 
     /// The URL, censored: what logs may show.
@@ -235,6 +264,16 @@ impl Discovery {
     }
 }
 
+/// `url` without what does not change the deployment it names (where its
+/// reads go, which each caller passes to [`Discovery::servers`]).
+fn same_deployment(url: &RedisUrl) -> RedisUrl {
+    let mut key = url.clone();
+    if let Some(s) = &mut key.sentinel {
+        s.read_from = ReadFrom::Master;
+    }
+    key
+}
+
 /// A replica's address when Sentinel's view of it says it can serve.
 fn usable_replica(fields: &HashMap<String, String>) -> Option<(String, u16)> {
     let flags = fields.get("flags")?;
@@ -337,6 +376,28 @@ mod tests {
         assert_eq!(usable_replica(&replica("s_down,slave", "ok")), None);
         assert_eq!(usable_replica(&replica("slave,disconnected", "ok")), None);
         assert_eq!(usable_replica(&HashMap::new()), None);
+    }
+
+    #[test]
+    fn one_discovery_per_deployment() {
+        let t = Duration::from_secs(1);
+        let url = |text: &str| RedisUrl::parse(text).expect("url");
+        let a = Discovery::shared(
+            &url("redis+sentinel://s1,s2/m?read_from=replica"),
+            None,
+            t,
+            t,
+        );
+        let b = Discovery::shared(
+            &url("redis+sentinel://s1,s2/m?read_from=master"),
+            None,
+            t,
+            t,
+        );
+        let c = Discovery::shared(&url("redis+sentinel://s1,s2/other"), None, t, t);
+        let (a, b, c) = (a.expect("a"), b.expect("b"), c.expect("c"));
+        assert!(Arc::ptr_eq(&a, &b), "reads and writes share one");
+        assert!(!Arc::ptr_eq(&a, &c), "another master is another deployment");
     }
 
     #[test]

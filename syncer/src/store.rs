@@ -65,7 +65,7 @@ impl Redis {
     pub fn new(url: &RedisUrl) -> Self {
         Self {
             url: url.clone(),
-            discovery: Discovery::new(url, None, REDIS_CONNECT_TIMEOUT, REDIS_RESPONSE_TIMEOUT),
+            discovery: Discovery::shared(url, None, REDIS_CONNECT_TIMEOUT, REDIS_RESPONSE_TIMEOUT),
         }
     }
 

@@ -3,7 +3,8 @@
 //! proxies (their library, as the binary runs it) under steady load
 //! through failovers: `SENTINEL FAILOVER` ten times, then SIGKILL of the
 //! master. Also: a replica cut from its master, Sentinels unreachable at
-//! start, and a wrong master name.
+//! start, a wrong master name, and Valkey as a drop-in (its server and
+//! Sentinel, through a failover, with client tracking).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/backend.rs"]
@@ -37,10 +38,22 @@ const CHANGE_BOUND: Duration = Duration::from_secs(3);
 
 /// A proxy on a free port with `driver`; stops when the sender is dropped.
 async fn start_proxy(driver: &str) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    start_proxy_with(driver, serde_json::json!({})).await
+}
+
+/// [`start_proxy`] with more `server` settings.
+async fn start_proxy_with(
+    driver: &str,
+    server: serde_json::Value,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let mut settings = serde_json::json!({"adminAddress": null, "accessLog": null});
+    for (k, v) in server.as_object().unwrap() {
+        settings[k] = v.clone();
+    }
     let text = serde_json::json!({
         "http": {"port": 0, "bind": ["127.0.0.1"]},
         "driver": driver,
-        "server": {"adminAddress": null, "accessLog": null},
+        "server": settings,
     })
     .to_string();
     let config = hipache::config::parse(&text, hipache::config::Format::Json).unwrap();
@@ -402,4 +415,74 @@ async fn unreachable_sentinels_and_a_wrong_master_name_are_clear_errors() {
     cluster.start_sentinels();
     let back = routes_to(proxy, "x.example.com", "/", "b1", Duration::from_secs(10)).await;
     println!("Sentinels back to the first routed request: {back:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valkey_is_a_drop_in_through_a_failover() {
+    if std::process::Command::new("valkey-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        // scripts/test installs it (Debian 12: from bookworm-backports).
+        panic!("valkey-server is not installed");
+    }
+    let mut cluster = Cluster::start_with("valkey-server", 1).await;
+    let (b1, b2) = (Backend::start("b1").await, Backend::start("b2").await);
+    let write = |port: u16, b: &Backend| {
+        let url = b.url();
+        async move {
+            let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let _: () = redis::pipe()
+                .atomic()
+                .del("frontend:v.example.com")
+                .rpush("frontend:v.example.com", &["v", url.as_str()])
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+    };
+    write(cluster.master_port().await, &b1).await;
+    // Tracking mode: RESP3 and CLIENT TRACKING on Valkey's replica.
+    let (tracking, _s1) = start_proxy_with(
+        &cluster.url(""),
+        serde_json::json!({"routeCache": "tracking"}),
+    )
+    .await;
+    let (strict, _s2) = start_proxy(&cluster.url("")).await;
+    for p in [tracking, strict] {
+        routes_to(p, "v.example.com", "/", "b1", Duration::from_secs(20)).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, failed, load) = steady_load(vec![tracking, strict], "v.example.com", stop.clone());
+    let master = cluster.failover().await;
+    write(master, &b2).await;
+    for p in [tracking, strict] {
+        routes_to(p, "v.example.com", "/", "b2", Duration::from_secs(5)).await;
+    }
+    cluster.wait_replicas_linked().await;
+    cluster.kill(master);
+    let new = until(
+        "a new Valkey master after SIGKILL",
+        Duration::from_secs(30),
+        || async {
+            let port = cluster.master_port().await;
+            (port != master).then_some(port)
+        },
+    )
+    .await;
+    write(new, &b1).await;
+    for p in [tracking, strict] {
+        routes_to(p, "v.example.com", "/", "b1", Duration::from_secs(5)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let failures = load.await.unwrap();
+    let (sent, failed) = (sent.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    println!("Valkey: {sent} requests through a failover and a SIGKILL, {failed} failed");
+    assert!(sent > 100, "the load ran ({sent} requests)");
+    assert_eq!(failed, 0, "requests for a known host failed: {failures:?}");
 }

@@ -120,7 +120,7 @@ impl Dialer {
         let ca = target.ca_pem()?;
         let url = &target.url;
         let clients = |url: &RedisUrl| Clients::new(url, ca.as_deref(), tracking, fallback);
-        let servers = match Discovery::new(url, ca.clone(), CONNECT_TIMEOUT, RESPONSE_TIMEOUT) {
+        let servers = match Discovery::shared(url, ca.clone(), CONNECT_TIMEOUT, RESPONSE_TIMEOUT) {
             Some(discovery) => {
                 // A client for the first Sentinel's address: what is wrong
                 // with the URL shows at start, not at the first connection.

@@ -1,6 +1,7 @@
 //! A real Redis Sentinel deployment on loopback: one master, replicas,
 //! three `redis-server --sentinel` processes (what `redis-sentinel` is),
-//! each on a free port, killed on drop.
+//! each on a free port, killed on drop; or the same of Valkey
+//! (`valkey-server`, `valkey-server --sentinel`).
 #![allow(dead_code)]
 
 use std::net::TcpListener;
@@ -23,6 +24,7 @@ fn free_port() -> u16 {
 }
 
 struct Process {
+    binary: &'static str,
     port: u16,
     args: Vec<String>,
     child: Option<Child>,
@@ -30,12 +32,12 @@ struct Process {
 
 impl Process {
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+        let child = Command::new(self.binary)
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server is installed");
+            .unwrap_or_else(|e| panic!("{} is installed: {e}", self.binary));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !answers_ping(self.port) {
@@ -76,6 +78,11 @@ impl Cluster {
     /// A master, `replicas` replicas of it and three Sentinels that know
     /// all of them and each other (waited for, bounded).
     pub async fn start(replicas: usize) -> Self {
+        Self::start_with("redis-server", replicas).await
+    }
+
+    /// [`Cluster::start`] with another server binary (`valkey-server`).
+    pub async fn start_with(binary: &'static str, replicas: usize) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let data = |port: u16, master: Option<u16>| {
             // Each server its own directory: a replica writes the RDB it
@@ -103,6 +110,7 @@ impl Cluster {
                 args.extend(["--replicaof".into(), "127.0.0.1".into(), m.to_string()]);
             }
             Process {
+                binary,
                 port,
                 args,
                 child: None,
@@ -133,6 +141,7 @@ impl Cluster {
             )
             .expect("write sentinel.conf");
             let mut p = Process {
+                binary,
                 port,
                 args: vec![conf.display().to_string(), "--sentinel".into()],
                 child: None,
