@@ -976,3 +976,8 @@ def test_notes_tell_how_to_find_the_master():
     assert 'exec --namespace hipache -it "$MASTER" -c redis' in notes
     assert "statefulset/hipache-redis" not in notes
     assert "get-master-addr-by-name" not in install_notes()
+    # External Sentinels: redis-cli cannot take their URL.
+    notes = install_notes("redis.mode=external", "redis.external.url=redis+sentinel://s1\\,s2/m",
+                          "redis.external.proxy.username=p", "redis.external.syncer.username=s")
+    assert "redis-cli -h <master> -p <port> --user <admin user>" in notes and "redis-cli -u" not in notes
+    assert "create them on every server" in notes
