@@ -836,7 +836,7 @@ def test_redis_ha_is_a_statefulset_of_redis_and_sentinel_pods():
     for needle in ('me="$POD_NAME.hipache-redis-headless.hipache.svc"', "replica-announce-ip $me",
                    "sentinel announce-ip $me", "masteruser replication", "sentinel auth-user $name sentinel",
                    "sentinel monitor $name $master 6379 2", "down-after-milliseconds $name 5000",
-                   "failover-timeout $name 60000", "master=hipache-redis-0.hipache-redis-headless.hipache.svc",
+                   "failover-timeout $name 60000", "fallback=hipache-redis-0.hipache-redis-headless.hipache.svc",
                    "get-master-addr-by-name", "requirepass"):
         assert needle in script, needle
     users_vol = next(v for v in spec["volumes"] if v["name"] == "users")
@@ -844,9 +844,18 @@ def test_redis_ha_is_a_statefulset_of_redis_and_sentinel_pods():
     assert items["replication"] == "replication-password" and items["sentinel"] == "sentinel-user-password"
     secret = one(objs, "Secret", "hipache-redis")
     assert {"replication-password", "sentinel-user-password", "sentinel-password"} <= set(secret["data"])
-    for c in (spec["initContainers"][0], sentinel):
-        assert env_of(c)["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"] == {"name": "hipache-redis",
-                                                                            "key": "sentinel-password"}
+    sentinel_key = {"name": "hipache-redis", "key": "sentinel-password"}
+    assert env_of(sentinel)["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"] == sentinel_key
+    for c in (spec["initContainers"][0], redis):
+        # To ask the Sentinels for the master (redis-cli's own variable is
+        # the admin password in the Redis container).
+        assert env_of(c)["SENTINEL_PASSWORD"]["valueFrom"]["secretKeyRef"] == sentinel_key
+        assert 'REDISCLI_AUTH="$SENTINEL_PASSWORD" timeout 3 redis-cli' in c["command"][2]
+    assert env_of(redis)["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"]["key"] == "admin-password"
+    # A restarted Redis container chooses its master again, and may wait
+    # for a failover before it listens: the startup probe allows it.
+    assert "if [ -e /run/redis/started ]; then" in redis["command"][2]
+    assert redis["startupProbe"]["periodSeconds"] * redis["startupProbe"]["failureThreshold"] > 65
 
     # Values reach the objects.
     objs = render(None, ("redis.ha.enabled=true", "redis.ha.replicas=5", "redis.ha.quorum=3",
@@ -921,7 +930,8 @@ def test_redis_ha_valkey_flavor():
     assert "exec valkey-server /run/redis/redis.conf" in redis["command"][2]
     assert "valkey-cli -h" in init["command"][2] and "redis-cli" not in init["command"][2]
     assert sentinel["readinessProbe"]["exec"]["command"][2].startswith("valkey-cli ")
-    assert {"REDISCLI_AUTH", "VALKEYCLI_AUTH"} <= set(env_of(sentinel)) and "VALKEYCLI_AUTH" in env_of(init)
+    assert {"REDISCLI_AUTH", "VALKEYCLI_AUTH"} <= set(env_of(sentinel))
+    assert 'VALKEYCLI_AUTH="$SENTINEL_PASSWORD" timeout 3 valkey-cli' in init["command"][2]
     # The same configuration and ACL users as Redis.
     assert one(objs, "ConfigMap", "hipache-redis")["data"] == one(render(HA), "ConfigMap", "hipache-redis")["data"]
     validate(objs)

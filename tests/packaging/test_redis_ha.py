@@ -11,7 +11,9 @@ StatefulSet starts them. Then: pod 0 is the master and the others
 replicate from it, every Sentinel names it and knows the whole set, the
 readiness probes pass; pod 0 is killed and started again at once, and its
 init script must wait for the Sentinels' failover and bring it back as a
-replica of the new master, never as a second master. Redis's ACL LOG must
+replica of the new master, never as a second master; then the new
+master's Redis container alone crashes and restarts at once, and its own
+start script must do the same. Redis's ACL LOG must
 stay empty on every server: nothing the replicas or the Sentinels sent was
 refused.
 
@@ -169,6 +171,17 @@ class Pod:
         for p in self.procs:
             stop(p)
 
+    def restart_redis(self, procs: list[subprocess.Popen]) -> Path:
+        """Restarts the Redis container alone (a crash, not a new pod: the
+        emptyDirs stay); returns its new log."""
+        stop(self.procs[0])
+        log = self.root / "redis-restarted.log"
+        self.logs.append(log)
+        self.procs[0] = spawn(["sh", "-c", self.local(self.redis["command"][2])], log, env=self.env(self.redis),
+                              cwd=self.root)
+        procs.append(self.procs[0])
+        return log
+
     def probe(self, c: dict) -> bool:
         cmd = [p.replace("-h 127.0.0.1", f"-h {self.addr}") for p in c["readinessProbe"]["exec"]["command"]]
         return run(cmd, env=self.env(c), timeout=10).returncode == 0
@@ -271,6 +284,24 @@ def test_sentinels_elect_follow_and_fail_over(tmp_path, processes):
         assert ok(a.call("RPUSH", "frontend:ha.example", "http://10.0.0.2:80"))
     until("the write after the failover replicated to pod 0",
           lambda: len(pods[0].route("ha.example")) == 3, logs=logs)
+
+    # The new master's Redis container crashes and restarts at once, its
+    # Sentinel running on: it chooses again and waits for a failover too.
+    log = master.restart_redis(processes)
+    logs.append(log)
+    until("the restarted master ready as a replica", master.ready, deadline=40, logs=logs, procs=master.procs)
+    out = log.read_text()
+    assert "waiting for a failover" in out, out
+    newer = pods[addrs.index(re.search(r"starting as a replica of (\S+)", out).group(1))]
+    assert newer is not master and newer.role()[0] == "master"
+    for pod in pods:
+        until(f"{pod.name}: the Sentinel names the newer master",
+              lambda p=pod: p.master_by_sentinel() == [newer.addr, str(REDIS_PORT)], deadline=20, logs=logs)
+        if pod is not newer:
+            until(f"{pod.name} follows the newer master",
+                  lambda p=pod: p.role()[:2] == ["slave", newer.addr] and p.role()[3] == "connected",
+                  deadline=20, logs=logs)
+    until("every write on every pod", lambda: all(len(p.route("ha.example")) == 3 for p in pods), logs=logs)
 
     # Nothing the replicas or the Sentinels sent was refused.
     for pod in pods:

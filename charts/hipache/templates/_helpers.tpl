@@ -477,3 +477,51 @@ existing-Secret values avoid them (README, "GitOps").
 {{- define "hipache.errorPagesConfigMap" -}}
 {{- default (printf "%s-error-pages" (include "hipache.fullname" .)) .Values.proxy.errorPages.existingConfigMap -}}
 {{- end -}}
+
+{{/*
+Shell lines that choose this Redis pod's master (HA), for the init
+container and for a restart of the Redis container: sets `name`, `me` and
+`master` (`$me` itself: this pod is the master). The master is the one
+the first other pod's Sentinel that answers names; when none answers,
+`$fallback`. When they name this pod, whose Redis is not running, it waits
+(at most down-after plus failover timeout) for them to promote a replica
+instead, so that this pod never comes back as a second master, nor,
+without persistence, as an empty one that its replicas would copy.
+*/}}
+{{- define "hipache.redisChooseMaster" -}}
+{{- $r := .Values.redis -}}
+{{- $bin := include "hipache.redisBin" . -}}
+{{- $wait := div (add (int64 $r.ha.downAfterMilliseconds) (int64 $r.ha.failoverTimeout)) 1000 -}}
+name={{ $r.ha.masterName }}
+me="$POD_NAME.{{ include "hipache.redisHeadlessName" . }}.{{ .Release.Namespace }}.svc"
+hosts="{{ include "hipache.redisHosts" . }}"
+# The master as the first other Sentinel that answers names it.
+sentinel_master() {
+  for h in $hosts; do
+    [ "$h" = "$me" ] && continue
+    reply=$({{ if $r.auth.enabled }}{{ range ternary (list "REDISCLI_AUTH" "VALKEYCLI_AUTH") (list "REDISCLI_AUTH") (eq $bin "valkey") }}{{ . }}="$SENTINEL_PASSWORD" {{ end }}{{ end }}timeout 3 {{ $bin }}-cli -h "$h" -p {{ include "hipache.sentinelPort" . }} --raw sentinel get-master-addr-by-name "$name" 2>/dev/null) || continue
+    port=$(printf '%s\n' "$reply" | sed -n 2p)
+    case "$port" in "" | *[!0-9]*) continue ;; esac
+    printf '%s\n' "$reply" | sed -n 1p
+    return 0
+  done
+}
+master=$(sentinel_master)
+if [ -z "$master" ]; then
+  master=$fallback
+  echo "redis: no Sentinel answers: $master is the master"
+elif [ "$master" = "$me" ]; then
+  echo "redis: the Sentinels still name this pod: waiting for a failover"
+  end=$(( $(date +%s) + {{ $wait }} ))
+  while [ "$master" = "$me" ] && [ "$(date +%s)" -lt "$end" ]; do
+    sleep 1
+    master=$(sentinel_master)
+    [ -n "$master" ] || master=$me
+  done
+fi
+if [ "$master" = "$me" ]; then
+  echo "redis: starting as the master"
+else
+  echo "redis: starting as a replica of $master"
+fi
+{{- end -}}
