@@ -45,6 +45,7 @@ MATRIX: dict[str, str | None] = {
     "namespaced-syncer": "namespaced-syncer-values.yaml",
     "minimal": "minimal-values.yaml",
     "redis-users": "redis-users-values.yaml",
+    "redis-ha": "redis-ha-values.yaml",
     "gitops": "gitops-values.yaml",
     "openshift": "openshift-values.yaml",
 }

@@ -127,7 +127,7 @@ def test_rendered_proxy_config_is_accepted_by_hipache_dry(name, values, tmp_path
     driver = json.dumps(effective["driver"])
     assert FAKE_PASSWORD not in res.stdout + res.stderr
     env_driver = env["HIPACHE_DRIVER"]
-    host = re.match(r"^rediss?://(?:[^@]*@)?([^:/]+)", env_driver).group(1)
+    host = re.match(r"^rediss?(?:\+sentinel)?://(?:[^@]*@)?([^:/,]+)", env_driver).group(1)
     assert host in driver
     if "REDIS_PASSWORD" in env:
         assert "***" in driver

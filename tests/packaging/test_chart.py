@@ -472,6 +472,16 @@ WRONG_VALUES = [
     (["redis.external.proxy.username=a:b"], "/redis/external/proxy/username"),
     (["metrics.prometheusRule.errorRatioThreshold=2"], "/metrics/prometheusRule/errorRatioThreshold"),
     (["networkPolicy.enabled=yes"], "/networkPolicy/enabled"),
+    (["redis.ha.enabled=true", "redis.ha.replicas=2"], "/redis/ha/replicas"),
+    (["redis.ha.enabled=true", "redis.ha.quorum=4"], "redis.ha.quorum (4) is more than redis.ha.replicas (3)"),
+    (["redis.ha.readFrom=any"], "/redis/ha/readFrom"),
+    (["redis.ha.masterName=a/b"], "/redis/ha/masterName"),
+    (["redis.ha.enabled=true", "redis.auth.tenants[0].name=sentinel", "redis.auth.tenants[0].hosts={a.example}",
+      "redis.auth.tenants[0].existingSecret=s"], "redis.auth.tenants"),
+    (["redis.mode=external", "redis.external.url=redis+sentinel://u:p@s1/m"], "/redis/external/url"),
+    (["redis.mode=external", "redis.external.url=redis+sentinel://s1\\,s2/m?sentinel_password=x"],
+     "must not hold sentinel_password"),
+    (["redis.mode=external", "redis.external.url=redis+sentinel://s1\\,s2"], "/redis/external/url"),
 ]
 
 
@@ -768,3 +778,216 @@ def test_two_releases_in_one_cluster_do_not_collide():
                                                         "hipache-syncer")["args"] if a.startswith("--lease-name="))
     assert lease(p, "public") == "--lease-name=public-hipache-syncer"
     assert lease(i, "internal") == "--lease-name=internal-hipache-syncer"
+
+
+# --- Redis high availability (redis.ha) ----------------------------------------
+
+HA = MATRIX["redis-ha"]
+HA_HOSTS = [f"hipache-redis-{i}.hipache-redis-headless.hipache.svc" for i in range(3)]
+HA_SENTINELS = ",".join(f"{h}:26379" for h in HA_HOSTS)
+
+
+def validate(objs: list[dict]) -> None:
+    for obj in objs:
+        for version in KUBE_VERSIONS:
+            v = kubernetes_validate.latest_version() if version == "latest" else version
+            kubernetes_validate.validate(obj, v, strict=True)
+
+
+def test_redis_ha_is_a_statefulset_of_redis_and_sentinel_pods():
+    objs = render(HA)
+    sts = one(objs, "StatefulSet", "hipache-redis")
+    assert sts["spec"]["replicas"] == 3 and sts["spec"]["serviceName"] == "hipache-redis-headless"
+    spec = sts["spec"]["template"]["spec"]
+    assert [c["name"] for c in spec["initContainers"]] == ["config"]
+    assert [c["name"] for c in spec["containers"]] == ["redis", "sentinel"]
+    redis, sentinel = spec["containers"]
+    assert redis["image"] == sentinel["image"] == spec["initContainers"][0]["image"]
+    assert redis["command"][2].rstrip().endswith("exec redis-server /run/redis/redis.conf")
+    assert sentinel["command"] == ["redis-server", "/run/sentinel/sentinel.conf", "--sentinel"]
+    assert [p["containerPort"] for p in sentinel["ports"]] == [26379]
+    # Ready: a master, or a replica whose link to its master is up.
+    assert "master_link_status:up" in redis["readinessProbe"]["exec"]["command"][2]
+    assert sts["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"] == "redis"
+    # A PVC per pod, as without HA.
+    assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    anti = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+    assert anti["podAffinityTerm"]["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "redis"
+
+    headless = one(objs, "Service", "hipache-redis-headless")
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is True
+    assert [(p["name"], p["port"]) for p in headless["spec"]["ports"]] == [("redis", 6379), ("sentinel", 26379)]
+    # The Service offers the Sentinels only: its Redis port would reach
+    # replicas as often as the master.
+    assert [(p["name"], p["port"]) for p in one(objs, "Service", "hipache-redis")["spec"]["ports"]] == [("sentinel", 26379)]
+
+    pdb = one(objs, "PodDisruptionBudget", "hipache-redis")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "redis"
+
+    data = one(objs, "ConfigMap", "hipache-redis")["data"]
+    users = {line.split()[1]: line for line in data["users.acl"].splitlines()}
+    assert users["replication"].endswith("+psync +replconf +ping")
+    assert "&__sentinel__:hello" in users["sentinel"] and "~" not in users["sentinel"]
+    assert "maxmemory 402653184" in data["redis.conf"] and "maxmemory-policy noeviction" in data["redis.conf"]
+    sentinel_conf = data["sentinel.conf"].splitlines()
+    assert "sentinel resolve-hostnames yes" in sentinel_conf and "sentinel announce-hostnames yes" in sentinel_conf
+    script = spec["initContainers"][0]["command"][2]
+    for needle in ('me="$POD_NAME.hipache-redis-headless.hipache.svc"', "replica-announce-ip $me",
+                   "sentinel announce-ip $me", "masteruser replication", "sentinel auth-user $name sentinel",
+                   "sentinel monitor $name $master 6379 2", "down-after-milliseconds $name 5000",
+                   "failover-timeout $name 60000", "fallback=hipache-redis-0.hipache-redis-headless.hipache.svc",
+                   "get-master-addr-by-name", "requirepass"):
+        assert needle in script, needle
+    users_vol = next(v for v in spec["volumes"] if v["name"] == "users")
+    items = {i["path"]: i["key"] for i in users_vol["projected"]["sources"][0]["secret"]["items"]}
+    assert items["replication"] == "replication-password" and items["sentinel"] == "sentinel-user-password"
+    secret = one(objs, "Secret", "hipache-redis")
+    assert {"replication-password", "sentinel-user-password", "sentinel-password"} <= set(secret["data"])
+    sentinel_key = {"name": "hipache-redis", "key": "sentinel-password"}
+    assert env_of(sentinel)["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"] == sentinel_key
+    for c in (spec["initContainers"][0], redis):
+        # To ask the Sentinels for the master (redis-cli's own variable is
+        # the admin password in the Redis container).
+        assert env_of(c)["SENTINEL_PASSWORD"]["valueFrom"]["secretKeyRef"] == sentinel_key
+        assert 'REDISCLI_AUTH="$SENTINEL_PASSWORD" timeout 3 redis-cli' in c["command"][2]
+    assert env_of(redis)["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"]["key"] == "admin-password"
+    # A restarted Redis container chooses its master again, and may wait
+    # for a failover before it listens: the startup probe allows it.
+    assert "if [ -e /run/redis/started ]; then" in redis["command"][2]
+    assert redis["startupProbe"]["periodSeconds"] * redis["startupProbe"]["failureThreshold"] > 65
+
+    # Values reach the objects.
+    objs = render(None, ("redis.ha.enabled=true", "redis.ha.replicas=5", "redis.ha.quorum=3",
+                         "redis.ha.masterName=edge", "redis.ha.podAntiAffinity=hard",
+                         "redis.ha.podDisruptionBudget.maxUnavailable=2", "redis.persistence.enabled=false"))
+    sts = one(objs, "StatefulSet", "hipache-redis")
+    spec = sts["spec"]["template"]["spec"]
+    assert sts["spec"]["replicas"] == 5 and "volumeClaimTemplates" not in sts["spec"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" in spec["affinity"]["podAntiAffinity"]
+    script = spec["initContainers"][0]["command"][2]
+    assert "name=edge" in script and "6379 3" in script and "hipache-redis-4.hipache-redis-headless" in script
+    assert one(objs, "PodDisruptionBudget", "hipache-redis")["spec"]["maxUnavailable"] == 2
+    assert not find(render(None, ("redis.ha.enabled=true", "redis.ha.podDisruptionBudget.enabled=false")),
+                    "PodDisruptionBudget", "hipache-redis")
+
+
+def test_redis_ha_binaries_find_the_master_through_every_sentinel():
+    objs = render(HA)
+    for name, var, pw, sentinel_pw, user in (
+            ("hipache", "HIPACHE_DRIVER", "HIPACHE_REDIS_PASSWORD", "HIPACHE_SENTINEL_PASSWORD", "proxy"),
+            ("hipache-syncer", "HIPACHE_SYNCER_REDIS_URL", "HIPACHE_SYNCER_REDIS_PASSWORD",
+             "HIPACHE_SYNCER_SENTINEL_PASSWORD", "syncer")):
+        env = env_of(container(one(objs, "Deployment", name), name))
+        assert env[var]["value"] == f"redis+sentinel://{user}:@{HA_SENTINELS}/hipache/0"
+        # The data nodes' password as before, the Sentinels' from the Secret.
+        assert env[pw]["valueFrom"]["secretKeyRef"] == {"name": "hipache-redis", "key": f"{user}-password"}
+        assert env[sentinel_pw]["valueFrom"]["secretKeyRef"] == {"name": "hipache-redis", "key": "sentinel-password"}
+    # read_from for the proxy only; the prefix and database as without HA;
+    # an existing Secret holds the Sentinels' password too.
+    objs = render(None, ("redis.ha.enabled=true", "redis.ha.readFrom=master", "redis.keyPrefix=edge:",
+                         "redis.database=3", "redis.auth.existingSecret=mine"))
+    proxy = env_of(container(one(objs, "Deployment", "hipache"), "hipache"))
+    syncer = env_of(container(one(objs, "Deployment", "hipache-syncer"), "hipache-syncer"))
+    assert proxy["HIPACHE_DRIVER"]["value"] == f"redis+sentinel://proxy:@{HA_SENTINELS}/hipache/3?read_from=master#edge%3A"
+    assert syncer["HIPACHE_SYNCER_REDIS_URL"]["value"] == f"redis+sentinel://syncer:@{HA_SENTINELS}/hipache/3#edge%3A"
+    assert proxy["HIPACHE_SENTINEL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mine", "key": "sentinel-password"}
+    assert not find(objs, "Secret", "hipache-redis")
+    # Without auth: no user, no password.
+    objs = render(None, ("redis.ha.enabled=true", "redis.auth.enabled=false"))
+    proxy = env_of(container(one(objs, "Deployment", "hipache"), "hipache"))
+    assert proxy["HIPACHE_DRIVER"]["value"] == f"redis+sentinel://{HA_SENTINELS}/hipache/0"
+    assert "HIPACHE_SENTINEL_PASSWORD" not in proxy and "HIPACHE_REDIS_PASSWORD" not in proxy
+    script = pod_spec(objs, "StatefulSet", "hipache-redis")["initContainers"][0]["command"][2]
+    assert "requirepass" not in script and "masterauth" not in script
+    validate(objs)
+
+
+def test_redis_ha_network_policy_opens_the_sentinel_port():
+    np = one(render(HA), "NetworkPolicy", "hipache-redis")
+    components = lambda rule: sorted(p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]  # noqa: E731
+                                     for p in rule["from"] if "podSelector" in p)
+    by_port: dict = {}
+    for r in np["spec"]["ingress"]:
+        for p in r["ports"]:
+            by_port.setdefault(p["port"], set()).update(components(r))
+    assert by_port == {"redis": {"proxy", "syncer", "redis"}, "sentinel": {"proxy", "syncer", "redis"}}
+    egress = np["spec"]["egress"]
+    to_redis = next(e for e in egress if "to" in e)
+    assert to_redis["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "redis"
+    assert sorted(p["port"] for p in to_redis["ports"]) == [6379, 26379]
+    assert any(p["port"] == 53 and p["protocol"] == "UDP" for e in egress for p in e["ports"])
+    # Without HA, Redis still opens no connection.
+    assert one(render(MATRIX["networkpolicy"]), "NetworkPolicy", "hipache-redis")["spec"]["egress"] == []
+
+
+def test_redis_ha_valkey_flavor():
+    objs = render(HA, ("redis.flavor=valkey",))
+    spec = pod_spec(objs, "StatefulSet", "hipache-redis")
+    init, (redis, sentinel) = spec["initContainers"][0], spec["containers"]
+    assert re.fullmatch(r"docker\.io/valkey/valkey:\d+\.\d+\.\d+-alpine", sentinel["image"])
+    assert sentinel["command"] == ["valkey-server", "/run/sentinel/sentinel.conf", "--sentinel"]
+    assert "exec valkey-server /run/redis/redis.conf" in redis["command"][2]
+    assert "valkey-cli -h" in init["command"][2] and "redis-cli" not in init["command"][2]
+    assert sentinel["readinessProbe"]["exec"]["command"][2].startswith("valkey-cli ")
+    assert {"REDISCLI_AUTH", "VALKEYCLI_AUTH"} <= set(env_of(sentinel))
+    assert 'VALKEYCLI_AUTH="$SENTINEL_PASSWORD" timeout 3 valkey-cli' in init["command"][2]
+    # The same configuration and ACL users as Redis.
+    assert one(objs, "ConfigMap", "hipache-redis")["data"] == one(render(HA), "ConfigMap", "hipache-redis")["data"]
+    validate(objs)
+
+
+def test_external_sentinel_url_and_password():
+    sets = ("redis.mode=external", "redis.external.username=hipache", "redis.external.existingSecret=redis-credentials",
+            "redis.external.url=rediss+sentinel://s1.example:26380\\,s2.example/mymaster/2?sentinel_username=watch",
+            "redis.external.sentinel.existingSecret=sentinel-credentials")
+    objs = render(None, sets)
+    assert not find(objs, "StatefulSet") and not find(objs, "PodDisruptionBudget", "hipache-redis")
+    for name, var, sentinel_pw in (("hipache", "HIPACHE_DRIVER", "HIPACHE_SENTINEL_PASSWORD"),
+                                   ("hipache-syncer", "HIPACHE_SYNCER_REDIS_URL", "HIPACHE_SYNCER_SENTINEL_PASSWORD")):
+        env = env_of(container(one(objs, "Deployment", name), name))
+        assert env[var]["value"] == "rediss+sentinel://hipache:@s1.example:26380,s2.example/mymaster/2?sentinel_username=watch"
+        assert env[sentinel_pw]["valueFrom"]["secretKeyRef"] == {"name": "sentinel-credentials",
+                                                                 "key": "sentinel-password"}
+    validate(objs)
+    # Sentinels without a password: no variable; a plain URL never gets one.
+    env = env_of(container(one(render(None, sets[:4]), "Deployment", "hipache"), "hipache"))
+    assert "HIPACHE_SENTINEL_PASSWORD" not in env
+    env = env_of(container(one(render(MATRIX["external-redis"], ("redis.external.sentinel.existingSecret=s",)),
+                               "Deployment", "hipache"), "hipache"))
+    assert "HIPACHE_SENTINEL_PASSWORD" not in env
+
+
+def strip_generated(objs: list[dict]) -> list[dict]:
+    return [o for o in objs if not is_generated(o)]
+
+
+def test_redis_without_ha_is_unchanged():
+    default = render(None)
+    assert strip_generated(render(None, ("redis.ha.replicas=5", "redis.ha.masterName=other",
+                                         "redis.ha.readFrom=master"))) == strip_generated(default)
+    assert [p["metadata"]["name"] for p in find(default, "PodDisruptionBudget")] == ["hipache"]
+    assert not find(default, "Service", "hipache-redis-headless")
+    spec = pod_spec(default, "StatefulSet", "hipache-redis")
+    assert [c["name"] for c in spec["containers"]] == ["redis"] and "initContainers" not in spec
+    data = one(default, "ConfigMap", "hipache-redis")["data"]
+    assert "sentinel.conf" not in data and "sentinel" not in data["users.acl"]
+    for name in ("hipache", "hipache-syncer"):
+        env = env_of(container(one(default, "Deployment", name), name))
+        assert not [k for k in env if "SENTINEL" in k]
+        assert "sentinel" not in json.dumps(env)
+    assert sorted(one(default, "Secret", "hipache-redis")["data"]) == ["admin-password", "proxy-password",
+                                                                      "syncer-password"]
+
+
+def test_notes_tell_how_to_find_the_master():
+    notes = install_notes("redis.ha.enabled=true")
+    assert "-c sentinel -- \\\n       redis-cli -p 26379 --raw sentinel get-master-addr-by-name hipache" in notes
+    assert 'exec --namespace hipache -it "$MASTER" -c redis' in notes
+    assert "statefulset/hipache-redis" not in notes
+    assert "get-master-addr-by-name" not in install_notes()
+    # External Sentinels: redis-cli cannot take their URL.
+    notes = install_notes("redis.mode=external", "redis.external.url=redis+sentinel://s1\\,s2/m",
+                          "redis.external.proxy.username=p", "redis.external.syncer.username=s")
+    assert "redis-cli -h <master> -p <port> --user <admin user>" in notes and "redis-cli -u" not in notes
+    assert "create them on every server" in notes

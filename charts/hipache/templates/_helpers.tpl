@@ -29,6 +29,35 @@
 {{- printf "%s-redis" (include "hipache.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* "true" when the internal Redis runs with Sentinels (`redis.ha`). */}}
+{{- define "hipache.redisHA" -}}
+{{- if and (eq .Values.redis.mode "internal") .Values.redis.ha.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/* The headless Service that names each Redis pod (HA). */}}
+{{- define "hipache.redisHeadlessName" -}}
+{{- printf "%s-headless" (include "hipache.redisName" . | trunc 54 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/* The port of every Sentinel (HA), Redis Sentinel's own default. */}}
+{{- define "hipache.sentinelPort" -}}26379{{- end -}}
+
+{{/*
+DNS names of the Redis pods (HA), space-separated: the StatefulSet's pod
+names under the headless Service. Redis, Sentinel and the clients all use
+these names (`replica-announce-ip`, `announce-ip`, `announce-hostnames`), so
+an address stays valid when a pod comes back with another IP.
+*/}}
+{{- define "hipache.redisHosts" -}}
+{{- $name := include "hipache.redisName" . -}}
+{{- $domain := printf "%s.%s.svc" (include "hipache.redisHeadlessName" .) .Release.Namespace -}}
+{{- $hosts := list -}}
+{{- range $i := until (int .Values.redis.ha.replicas) -}}
+{{- $hosts = append $hosts (printf "%s-%d.%s" $name $i $domain) -}}
+{{- end -}}
+{{- join " " $hosts -}}
+{{- end -}}
+
 {{- define "hipache.proxyServiceAccount" -}}
 {{- if .Values.proxy.serviceAccount.create -}}
 {{- default (include "hipache.fullname" .) .Values.proxy.serviceAccount.name -}}
@@ -182,6 +211,31 @@ key: ""
 {{- end -}}
 {{- end -}}
 
+{{/*
+The Sentinels' password of both binaries, as YAML with `secret` and `key`
+(`secret` empty: none). Internal HA mode: `redis.auth.passwordKeys.sentinel`
+of the users' Secret (with auth on). External mode with a
+`redis+sentinel://` URL: `redis.external.sentinel`. Else none.
+*/}}
+{{- define "hipache.sentinelAuth" -}}
+{{- $v := .Values.redis -}}
+{{- if include "hipache.redisHA" . -}}
+{{- if $v.auth.enabled -}}
+secret: {{ include "hipache.redisUsersSecret" . | quote }}
+key: {{ $v.auth.passwordKeys.sentinel | quote }}
+{{- else -}}
+secret: ""
+key: ""
+{{- end -}}
+{{- else if and (eq $v.mode "external") (regexMatch "^rediss?\\+sentinel://" $v.external.url) -}}
+secret: {{ $v.external.sentinel.existingSecret | quote }}
+key: {{ $v.external.sentinel.existingSecretPasswordKey | quote }}
+{{- else -}}
+secret: ""
+key: ""
+{{- end -}}
+{{- end -}}
+
 {{/* The Secret holding the internal Redis users' passwords. */}}
 {{- define "hipache.redisUsersSecret" -}}
 {{- default (include "hipache.redisName" .) .Values.redis.auth.existingSecret -}}
@@ -204,10 +258,23 @@ in the URL (`user:@`).
 {{- if not $root.Values.redis.external.url -}}
 {{- fail "redis.external.url is required when redis.mode is external" -}}
 {{- end -}}
-{{- if regexMatch "^rediss?://[^/]*@" $root.Values.redis.external.url -}}
+{{- if regexMatch "^rediss?(\\+sentinel)?://[^/]*@" $root.Values.redis.external.url -}}
 {{- fail "redis.external.url must not hold a user or password: use redis.external.username and redis.external.existingSecret" -}}
 {{- end -}}
-{{- $url = regexReplaceAll "^(rediss?://)" $root.Values.redis.external.url (printf "${1}%s" $auth) -}}
+{{- if regexMatch "[?&]sentinel_password=" $root.Values.redis.external.url -}}
+{{- fail "redis.external.url must not hold sentinel_password: use redis.external.sentinel.existingSecret" -}}
+{{- end -}}
+{{- $url = regexReplaceAll "^(rediss?(\\+sentinel)?://)" $root.Values.redis.external.url (printf "${1}%s" $auth) -}}
+{{- else if include "hipache.redisHA" $root -}}
+{{- /* Every pod's Sentinel, the master's name, the database. */ -}}
+{{- $sentinels := list -}}
+{{- range splitList " " (include "hipache.redisHosts" $root) -}}
+{{- $sentinels = append $sentinels (printf "%s:%s" . (include "hipache.sentinelPort" $root)) -}}
+{{- end -}}
+{{- $url = printf "redis+sentinel://%s%s/%s/%d" $auth (join "," $sentinels) $root.Values.redis.ha.masterName (int $root.Values.redis.database) -}}
+{{- if and (eq .role "proxy") (eq $root.Values.redis.ha.readFrom "master") -}}
+{{- $url = printf "%s?read_from=master" $url -}}
+{{- end -}}
 {{- else -}}
 {{- $url = printf "redis://%s%s.%s.svc:%d/%d" $auth (include "hipache.redisName" $root) $root.Release.Namespace (int $root.Values.redis.service.port) (int $root.Values.redis.database) -}}
 {{- end -}}
@@ -219,9 +286,11 @@ in the URL (`user:@`).
 
 {{/* Env entries of one binary (`.role`): the URL variable named by `.name`,
 then the password variable named by `.password` from the Secret (when there
-is one). */}}
+is one), then, with Sentinels, their password in the variable named by
+`.sentinelPassword` (when they have one). */}}
 {{- define "hipache.redisEnv" -}}
 {{- $a := include "hipache.redisAuth" . | fromYaml -}}
+{{- $s := include "hipache.sentinelAuth" .root | fromYaml -}}
 - name: {{ .name }}
   value: {{ include "hipache.redisURL" . | quote }}
 {{- if $a.secret }}
@@ -230,6 +299,13 @@ is one). */}}
     secretKeyRef:
       name: {{ $a.secret }}
       key: {{ $a.key }}
+{{- end }}
+{{- if $s.secret }}
+- name: {{ .sentinelPassword }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s.secret }}
+      key: {{ $s.key }}
 {{- end }}
 {{- end -}}
 
@@ -299,6 +375,20 @@ reset off
 reset on ~* &* +@all
 {{- end -}}
 
+{{/* HA: a replica's link to its master (Redis's replication docs). */}}
+{{- define "hipache.acl.replication" -}}
+reset on -@all +psync +replconf +ping
+{{- end -}}
+
+{{/* HA: what a Sentinel sends to the Redis servers it monitors (Redis
+Sentinel docs, "Redis Access Control List authentication"): INFO, ROLE and
+PING to watch them, hello messages on `__sentinel__:hello`, and to fail over
+SLAVEOF (REPLICAOF) in MULTI … EXEC with CONFIG REWRITE and CLIENT KILL.
+No key. */}}
+{{- define "hipache.acl.sentinel" -}}
+reset on -@all +ping +info +role +multi +exec +slaveof +replicaof +config|rewrite +client|setname +client|kill +script|kill +subscribe +publish resetchannels &__sentinel__:hello
+{{- end -}}
+
 {{/*
 Data of the internal Redis ConfigMap: redis.conf, and with auth the ACL
 users without their passwords (users.acl: one `user <name> <rules>` line
@@ -331,12 +421,28 @@ redis.conf: |
   aclfile /run/redis/users.acl
   acl-pubsub-default resetchannels
   {{- end }}
+{{- if include "hipache.redisHA" . }}
+sentinel.conf: |
+  # Sentinel (redis.ha). The init container appends this pod's name, the
+  # password and the master to monitor; Sentinel then rewrites the file
+  # (an emptyDir) as it learns replicas, Sentinels and failovers.
+  port {{ include "hipache.sentinelPort" . }}
+  bind * -::*
+  protected-mode no
+  dir /run/sentinel
+  sentinel resolve-hostnames yes
+  sentinel announce-hostnames yes
+{{- end }}
 {{- if $r.auth.enabled }}
 users.acl: |
   user default {{ include "hipache.acl.default" . }}
   user admin {{ include "hipache.acl.admin" . }}
   user proxy {{ include "hipache.acl.proxy" . }}
   user syncer {{ include "hipache.acl.syncer" . }}
+  {{- if include "hipache.redisHA" . }}
+  user replication {{ include "hipache.acl.replication" . }}
+  user sentinel {{ include "hipache.acl.sentinel" . }}
+  {{- end }}
   {{- range $r.auth.tenants }}
   user {{ .name }} {{ include "hipache.acl.tenant" (dict "root" $ "tenant" .) }}
   {{- end }}
@@ -370,4 +476,52 @@ existing-Secret values avoid them (README, "GitOps").
 
 {{- define "hipache.errorPagesConfigMap" -}}
 {{- default (printf "%s-error-pages" (include "hipache.fullname" .)) .Values.proxy.errorPages.existingConfigMap -}}
+{{- end -}}
+
+{{/*
+Shell lines that choose this Redis pod's master (HA), for the init
+container and for a restart of the Redis container: sets `name`, `me` and
+`master` (`$me` itself: this pod is the master). The master is the one
+the first other pod's Sentinel that answers names; when none answers,
+`$fallback`. When they name this pod, whose Redis is not running, it waits
+(at most down-after plus failover timeout) for them to promote a replica
+instead, so that this pod never comes back as a second master, nor,
+without persistence, as an empty one that its replicas would copy.
+*/}}
+{{- define "hipache.redisChooseMaster" -}}
+{{- $r := .Values.redis -}}
+{{- $bin := include "hipache.redisBin" . -}}
+{{- $wait := div (add (int64 $r.ha.downAfterMilliseconds) (int64 $r.ha.failoverTimeout)) 1000 -}}
+name={{ $r.ha.masterName }}
+me="$POD_NAME.{{ include "hipache.redisHeadlessName" . }}.{{ .Release.Namespace }}.svc"
+hosts="{{ include "hipache.redisHosts" . }}"
+# The master as the first other Sentinel that answers names it.
+sentinel_master() {
+  for h in $hosts; do
+    [ "$h" = "$me" ] && continue
+    reply=$({{ if $r.auth.enabled }}{{ range ternary (list "REDISCLI_AUTH" "VALKEYCLI_AUTH") (list "REDISCLI_AUTH") (eq $bin "valkey") }}{{ . }}="$SENTINEL_PASSWORD" {{ end }}{{ end }}timeout 3 {{ $bin }}-cli -h "$h" -p {{ include "hipache.sentinelPort" . }} --raw sentinel get-master-addr-by-name "$name" 2>/dev/null) || continue
+    port=$(printf '%s\n' "$reply" | sed -n 2p)
+    case "$port" in "" | *[!0-9]*) continue ;; esac
+    printf '%s\n' "$reply" | sed -n 1p
+    return 0
+  done
+}
+master=$(sentinel_master)
+if [ -z "$master" ]; then
+  master=$fallback
+  echo "redis: no Sentinel answers: $master is the master"
+elif [ "$master" = "$me" ]; then
+  echo "redis: the Sentinels still name this pod: waiting for a failover"
+  end=$(( $(date +%s) + {{ $wait }} ))
+  while [ "$master" = "$me" ] && [ "$(date +%s)" -lt "$end" ]; do
+    sleep 1
+    master=$(sentinel_master)
+    [ -n "$master" ] || master=$me
+  done
+fi
+if [ "$master" = "$me" ]; then
+  echo "redis: starting as the master"
+else
+  echo "redis: starting as a replica of $master"
+fi
 {{- end -}}
