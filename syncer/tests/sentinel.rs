@@ -119,6 +119,25 @@ fn steady_load(
     (sent, failed, task)
 }
 
+/// Replaces `frontend:<host>` on the server at `port` by `[host,
+/// backend]`, in one command (retried as a whole if a failover cuts it).
+async fn replace_frontend(cluster: &Cluster, port: u16, host: &str, backend: &Backend) {
+    let key = format!("frontend:{host}");
+    let _: i64 = cluster
+        .cli(
+            port,
+            &[
+                "EVAL",
+                "redis.call('DEL', KEYS[1]) return redis.call('RPUSH', KEYS[1], ARGV[1], ARGV[2])",
+                "1",
+                &key,
+                host,
+                &backend.url(),
+            ],
+        )
+        .await;
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
@@ -295,30 +314,10 @@ async fn a_replica_cut_from_its_master_is_left_for_the_master() {
     let b1 = Backend::start("b1").await;
     let b2 = Backend::start("b2").await;
     let (proxy, _stop) = start_proxy(&cluster.url("")).await;
-    let set = |b: &Backend| {
-        let url = b.url();
-        let cluster = &cluster;
-        async move {
-            let _: () = redis::pipe()
-                .atomic()
-                .del("frontend:x.example.com")
-                .rpush("frontend:x.example.com", &["x", url.as_str()])
-                .query_async(
-                    &mut redis::Client::open(format!("redis://127.0.0.1:{master}"))
-                        .unwrap()
-                        .get_multiplexed_async_connection()
-                        .await
-                        .unwrap(),
-                )
-                .await
-                .unwrap();
-            let _ = cluster;
-        }
-    };
-    set(&b1).await;
+    replace_frontend(&cluster, master, "x.example.com", &b1).await;
     routes_to(proxy, "x.example.com", "/", "b1", Duration::from_secs(20)).await;
     // Linked: a write shows after the replication lag.
-    set(&b2).await;
+    replace_frontend(&cluster, master, "x.example.com", &b2).await;
     let linked = routes_to(proxy, "x.example.com", "/", "b2", Duration::from_secs(5)).await;
     println!("write on the master to the proxy reading a linked replica: {linked:?}");
 
@@ -347,7 +346,7 @@ async fn a_replica_cut_from_its_master_is_left_for_the_master() {
         )
         .await;
     let cut = Instant::now();
-    set(&b1).await;
+    replace_frontend(&cluster, master, "x.example.com", &b1).await;
     let left = routes_to(proxy, "x.example.com", "/", "b1", Duration::from_secs(10)).await;
     println!(
         "replica cut from its master: the proxy read the write {left:?} later (from the master)"
@@ -429,24 +428,7 @@ async fn valkey_is_a_drop_in_through_a_failover() {
     }
     let mut cluster = Cluster::start_with("valkey-server", 1).await;
     let (b1, b2) = (Backend::start("b1").await, Backend::start("b2").await);
-    let write = |port: u16, b: &Backend| {
-        let url = b.url();
-        async move {
-            let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-                .unwrap()
-                .get_multiplexed_async_connection()
-                .await
-                .unwrap();
-            let _: () = redis::pipe()
-                .atomic()
-                .del("frontend:v.example.com")
-                .rpush("frontend:v.example.com", &["v", url.as_str()])
-                .query_async(&mut c)
-                .await
-                .unwrap();
-        }
-    };
-    write(cluster.master_port().await, &b1).await;
+    replace_frontend(&cluster, cluster.master_port().await, "v.example.com", &b1).await;
     // Tracking mode: RESP3 and CLIENT TRACKING on Valkey's replica.
     let (tracking, _s1) = start_proxy_with(
         &cluster.url(""),
@@ -460,7 +442,7 @@ async fn valkey_is_a_drop_in_through_a_failover() {
     let stop = Arc::new(AtomicBool::new(false));
     let (sent, failed, load) = steady_load(vec![tracking, strict], "v.example.com", stop.clone());
     let master = cluster.failover().await;
-    write(master, &b2).await;
+    replace_frontend(&cluster, master, "v.example.com", &b2).await;
     for p in [tracking, strict] {
         routes_to(p, "v.example.com", "/", "b2", Duration::from_secs(5)).await;
     }
@@ -475,7 +457,7 @@ async fn valkey_is_a_drop_in_through_a_failover() {
         },
     )
     .await;
-    write(new, &b1).await;
+    replace_frontend(&cluster, new, "v.example.com", &b1).await;
     for p in [tracking, strict] {
         routes_to(p, "v.example.com", "/", "b1", Duration::from_secs(5)).await;
     }

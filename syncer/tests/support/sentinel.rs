@@ -173,20 +173,31 @@ impl Cluster {
         self.sentinels.iter().map(|s| s.port).collect()
     }
 
-    /// Runs one command on the server at `port`.
+    /// Runs one command on the server at `port`, as redis-cli would; a
+    /// connection a failover closes under it (Sentinel kills the clients
+    /// of the servers it reconfigures) is tried again, for up to 5 s.
     pub async fn cli<T: redis::FromRedisValue>(&self, port: u16, args: &[&str]) -> T {
         let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("url");
-        let mut c = client
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
-        let mut cmd = redis::cmd(args[0]);
-        for a in &args[1..] {
-            cmd.arg(*a);
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut cmd = redis::cmd(args[0]);
+            for a in &args[1..] {
+                cmd.arg(*a);
+            }
+            let result = match client.get_multiplexed_async_connection().await {
+                Ok(mut c) => cmd.query_async(&mut c).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(v) => return v,
+                Err(e)
+                    if (e.is_io_error() || e.is_connection_dropped()) && Instant::now() < end =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{args:?} on 127.0.0.1:{port}: {e}"),
+            }
         }
-        cmd.query_async(&mut c)
-            .await
-            .unwrap_or_else(|e| panic!("{args:?} on {port}: {e}"))
     }
 
     /// The master's port as the first Sentinel that answers names it.
