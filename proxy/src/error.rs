@@ -43,6 +43,10 @@ pub enum ProxyError {
     PoolTimeout,
     #[error("backend failed: {0}")]
     Upstream(String),
+    /// An HTTP/2 backend refused the stream before processing it
+    /// (REFUSED_STREAM, or its GOAWAY ended below it).
+    #[error("backend refused the stream: {0}")]
+    StreamRefused(String),
     #[error("backend response timed out")]
     UpstreamTimeout,
     #[error("request body too large")]
@@ -67,7 +71,8 @@ impl ProxyError {
             ProxyError::NoBackend
             | ProxyError::Connect(_)
             | ProxyError::ConnectTimeout
-            | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            | ProxyError::Upstream(_)
+            | ProxyError::StreamRefused(_) => StatusCode::BAD_GATEWAY,
             ProxyError::RoutesUnavailable(_)
             | ProxyError::PoolTimeout
             | ProxyError::BadDocument(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -85,13 +90,14 @@ impl ProxyError {
     /// Failed before any byte of the request reached the backend, so
     /// another backend may be tried with the request intact.
     pub fn retryable(&self) -> bool {
-        matches!(self, ProxyError::Connect(_) | ProxyError::ConnectTimeout)
+        self.marks_dead() || matches!(self, ProxyError::StreamRefused(_))
     }
 
     /// The backend is unhealthy (Hipache's passive health rule for
-    /// connection failures).
+    /// connection failures). A refused HTTP/2 stream is not: the backend
+    /// is busy or draining, and said so.
     pub fn marks_dead(&self) -> bool {
-        self.retryable()
+        matches!(self, ProxyError::Connect(_) | ProxyError::ConnectTimeout)
     }
 
     /// The kind of upstream failure, for the metrics; `None` when the
@@ -106,6 +112,7 @@ impl ProxyError {
             ProxyError::ConnectTimeout => Some(K::ConnectTimeout),
             ProxyError::UpstreamTimeout => Some(K::Timeout),
             ProxyError::Upstream(_) => Some(K::Reset),
+            ProxyError::StreamRefused(_) => Some(K::Refused),
             _ => None,
         }
     }
@@ -127,6 +134,7 @@ impl ProxyError {
             ProxyError::ConnectTimeout => "connect timeout",
             ProxyError::PoolTimeout => "backend connection limit",
             ProxyError::Upstream(_) => "upstream error",
+            ProxyError::StreamRefused(_) => "stream refused",
             ProxyError::UpstreamTimeout => "upstream timeout",
             ProxyError::BodyTooLarge => "body too large",
             ProxyError::UriTooLong => "URI too long",

@@ -8,6 +8,7 @@
 //!   for broken responses), recording what they received.
 //! - [`proxy`]: [`proxy::TestProxy`] (the proxy in-process, from a JSON
 //!   config) and [`proxy::ProxyProcess`] (the `hipache` binary).
+//! - [`grpc`]: a real gRPC service (tonic, protobuf) and its client.
 //! - [`client`]: requests through the proxy (hyper HTTP/1.1 client) and raw
 //!   bytes over TCP for malformed requests.
 //! - [`metrics`]: scraping `/metrics` from the admin listener and reading
@@ -23,6 +24,7 @@ pub mod backend;
 pub mod body;
 pub mod browser;
 pub mod client;
+pub mod grpc;
 pub mod https;
 pub mod metrics;
 pub mod proxy;

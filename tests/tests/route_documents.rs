@@ -1210,11 +1210,11 @@ async fn refused_documents_fail_closed_until_fixed() {
         "one refusal counted for 21 requests to the same document"
     );
 
-    // Another refused version (a protocol this proxy does not speak):
+    // Another refused version (a protocol the model does not know):
     // counted once more, its own problem named.
     let h2 = document(
         "bad",
-        json!([{"backends": [{"url": served.url()}], "protocol": "h2"}]),
+        json!([{"backends": [{"url": served.url()}], "protocol": "spdy"}]),
     );
     redis.set_routes("bad.test", &h2).await;
     for _ in 0..10 {

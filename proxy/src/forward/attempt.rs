@@ -24,9 +24,9 @@ use crate::error::ProxyError;
 use crate::metrics::UpstreamErrorKind;
 use crate::routing::{DeadMark, Route};
 use crate::shared::Shared;
-use crate::upstream::pool::{Conn, UpstreamBody};
+use crate::upstream::pool::{Conn, UpstreamBody, Wire};
 use crate::upstream::Pin;
-use hipache_schema::routes::Retry;
+use hipache_schema::routes::{Protocol, Retry};
 use hipache_schema::{BackendEntry, BackendUrl};
 
 /// A request ready to go upstream, and how to tell that its body failed on
@@ -40,6 +40,10 @@ pub struct Outbound {
     replay: Option<Replay>,
     /// The rule's affinity for this request.
     pin: Option<Pin>,
+    /// HTTP/1.1, or HTTP/2 for a rule whose `protocol` asks for it.
+    wire: Wire,
+    /// A gRPC client's `grpc-timeout`: the deadline of the whole attempt.
+    deadline: Option<Duration>,
 }
 
 /// A bodyless request's head, to send again.
@@ -83,6 +87,14 @@ pub fn outbound(
     admitted: policy::Admitted,
 ) -> Outbound {
     let (mut parts, body) = req.into_parts();
+    let deadline = super::grpc::is_grpc(&parts.headers)
+        .then(|| super::grpc::timeout(&parts.headers))
+        .flatten();
+    // Upgrades (WebSocket) are HTTP/1.1 exchanges whatever the rule says.
+    let wire = match to.route.rule() {
+        Some((_, rule, _)) if upgrade.is_none() && rule.protocol != Protocol::Http1 => Wire::Http2,
+        _ => Wire::Http1,
+    };
     upstream_head(
         &mut parts,
         to.normalized.take(),
@@ -124,6 +136,8 @@ pub fn outbound(
             client_body_failed: None,
             replay,
             pin,
+            wire,
+            deadline,
         };
     }
     let client_body_failed = Arc::new(AtomicBool::new(false));
@@ -153,6 +167,8 @@ pub fn outbound(
         client_body_failed: Some(client_body_failed),
         replay,
         pin,
+        wire,
+        deadline,
     }
 }
 
@@ -199,7 +215,10 @@ pub async fn attempt<'r>(
     route: &'r Route,
     out: Outbound,
 ) -> Result<Answered<'r>, ProxyError> {
-    let policy = Policy::of(shared, route);
+    let mut policy = Policy::of(shared, route);
+    if let Some(deadline) = out.deadline {
+        policy.request_timeout = Some(policy.request_timeout.map_or(deadline, |t| t.min(deadline)));
+    }
     match policy.request_timeout {
         Some(limit) => tokio::time::timeout(limit, attempts(shared, host, route, out, &policy))
             .await
@@ -223,8 +242,19 @@ async fn attempts<'r>(
         client_body_failed,
         replay,
         pin,
+        wire,
+        deadline: _,
     } = out;
     let pin = pin.as_ref();
+    // An HTTP/2 backend may refuse a stream after hyper took the request
+    // (REFUSED_STREAM, or a GOAWAY that ends below it): nothing of it was
+    // processed, and a bodyless one can go to another backend from this
+    // copy of its head.
+    let refused_copy = (wire == Wire::Http2 && client_body_failed.is_none()).then(|| Replay {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        headers: req.headers().clone(),
+    });
     let mut tried: Vec<usize> = Vec::new();
     let mut retried = 0;
     let mut last_error = None;
@@ -252,11 +282,19 @@ async fn attempts<'r>(
             .backend_stats
             .as_ref()
             .and_then(|s| s.begin(&backend.url_text));
-        let sent = match shared.pool.acquire(url).await {
-            Ok(c) => send(shared, url, c, req, policy.backend_timeout).await,
+        let sent = match shared.pool.acquire_for(url, wire).await {
+            Ok(c) => send(shared, url, c, req, policy.backend_timeout)
+                .await
+                .map_err(|mut e| {
+                    if e.unsent.is_none() && e.refused {
+                        e.unsent = refused_copy.as_ref().map(Replay::request);
+                    }
+                    e
+                }),
             Err(e) => Err(SendError {
                 error: e,
                 unsent: Some(req),
+                refused: false,
             }),
         };
         if let Some(flight) = flight {
@@ -265,7 +303,7 @@ async fn attempts<'r>(
                 Err(_) => flight.failed(),
             }
         }
-        let SendError { error, unsent } = match sent {
+        let SendError { error, unsent, .. } = match sent {
             Ok((response, conn)) => {
                 let answered = Answered {
                     backend,
@@ -339,6 +377,8 @@ fn passive_health(shared: &Shared, host: &str, count: usize, a: &Answered<'_>) {
 struct SendError {
     error: ProxyError,
     unsent: Option<Request<UpstreamBody>>,
+    /// An HTTP/2 backend refused the stream unprocessed.
+    refused: bool,
 }
 
 /// Sends on a pooled connection; one that turns out to be closed before
@@ -351,7 +391,7 @@ async fn send(
     timeout: Option<Duration>,
 ) -> Result<(Response<Incoming>, Conn), SendError> {
     loop {
-        let sent = conn.sender.try_send_request(req);
+        let sent = conn.sender.try_send(req);
         let result = match timeout {
             Some(t) => match tokio::time::timeout(t, sent).await {
                 Ok(r) => r,
@@ -359,6 +399,7 @@ async fn send(
                     return Err(SendError {
                         error: ProxyError::UpstreamTimeout,
                         unsent: None,
+                        refused: false,
                     })
                 }
             },
@@ -378,20 +419,43 @@ async fn send(
                     return Err(SendError {
                         error,
                         unsent: Some(unsent),
+                        refused: false,
                     })
                 }
             },
             unsent => {
                 let err = e.into_error();
+                let refused = is_refused_stream(&err);
                 let error = if err.is_body_write_aborted() || is_body_limit(&err) {
                     ProxyError::BodyTooLarge
+                } else if refused {
+                    ProxyError::StreamRefused(err.to_string())
                 } else {
                     ProxyError::Upstream(err.to_string())
                 };
-                return Err(SendError { error, unsent });
+                return Err(SendError {
+                    error,
+                    unsent,
+                    refused,
+                });
             }
         }
     }
+}
+
+/// An HTTP/2 stream the backend did not process: refused
+/// (`REFUSED_STREAM`), or cut by the backend's GOAWAY (h2 reports that
+/// only to the streams above its last-stream-id).
+fn is_refused_stream(err: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (h2.is_go_away() && h2.is_remote());
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn is_body_limit(err: &hyper::Error) -> bool {

@@ -28,6 +28,8 @@ pub struct Exchange {
     pub version: Version,
     referer: String,
     user_agent: String,
+    /// A gRPC call: errors are answered as gRPC statuses.
+    pub grpc: bool,
     /// The matched frontend's routes, once known (for its identifier).
     pub table: OnceLock<Table>,
     /// What every answer carries on a document's host (its policies).
@@ -54,6 +56,7 @@ impl Exchange {
             version: req.version(),
             referer: header(header::REFERER),
             user_agent: header(header::USER_AGENT),
+            grpc: super::grpc::is_grpc(req.headers()),
             table: OnceLock::new(),
             decor: OnceLock::new(),
         }
@@ -112,6 +115,12 @@ pub fn error_response(
         _ => {
             tracing::warn!(peer = %conn.peer, error = %e, status = status.as_u16(), "request failed")
         }
+    }
+    if ex.grpc {
+        if let Some(log) = &shared.access_log {
+            log.log(ex.entry(conn, status, 0, None));
+        }
+        return super::grpc::error_response(&e);
     }
     let host_page = ex.decor.get().and_then(|d| d.page(status));
     let page = match host_page {

@@ -148,7 +148,7 @@ pub fn start(shared: &Shared, mirrors: &[Mirror], head: &Parts, with_body: bool)
         tokio::spawn(async move {
             let sent = tokio::time::timeout(limit, async {
                 let mut conn = pool.acquire(&backend).await.ok()?;
-                let resp = conn.sender.send_request(copy).await.ok()?;
+                let resp = conn.sender.try_send(copy).await.ok()?;
                 resp.into_body().collect().await.ok()?;
                 conn.release();
                 Some(())

@@ -19,6 +19,7 @@
 //!   the answer; [`mirror`]: its request mirrors.
 //! - [`respond`]: the answer relayed, debug headers, tunnels.
 //! - [`exchange`]: per-request record, access-log entry, error answers.
+//! - [`grpc`]: gRPC requests, their deadline, errors as gRPC statuses.
 //! - [`headers`]: hop-by-hop and forwarding headers, the upstream head.
 //! - [`upgrade`]: which upgrades are relayed, WebSocket handshake checks,
 //!   the tunnel.
@@ -29,6 +30,7 @@ pub mod authority;
 pub mod body;
 pub mod exchange;
 pub mod filters;
+pub mod grpc;
 pub mod headers;
 pub mod mirror;
 pub mod policy;

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use hipache_schema::routes::{self, DocError, Protocol, RouteDocument};
+use hipache_schema::routes::{self, DocError, RouteDocument};
 use parking_lot::RwLock;
 
 use super::route::Table;
@@ -22,43 +22,9 @@ use crate::metrics::Metrics;
 /// forgotten (and decoded again when next read).
 const CAPACITY: usize = 100_000;
 
-/// Decodes a document and checks that this proxy can serve everything it
-/// asks for: every error, at its JSON pointer.
+/// Decodes a document: every error, at its JSON pointer.
 pub fn compile(json: &[u8]) -> Result<RouteDocument, Vec<DocError>> {
-    let unsupported = unsupported_protocols(json);
-    match routes::decode(json) {
-        Ok(doc) if unsupported.is_empty() => Ok(doc),
-        Ok(_) => Err(unsupported),
-        Err(mut errors) => {
-            errors.extend(unsupported);
-            Err(errors)
-        }
-    }
-}
-
-/// The rules naming a backend protocol the model knows but this proxy
-/// does not speak yet; read from the JSON itself, so that they are listed
-/// with a document's other errors.
-fn unsupported_protocols(json: &[u8]) -> Vec<DocError> {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(json) else {
-        return Vec::new();
-    };
-    let rules = value.get("rules").and_then(|r| r.as_array());
-    rules
-        .into_iter()
-        .flatten()
-        .enumerate()
-        .filter_map(|(i, rule)| {
-            let name = rule.get("protocol")?.as_str()?;
-            let p = Protocol::ALL.into_iter().find(|p| p.as_str() == name)?;
-            (p != Protocol::Http1).then(|| DocError {
-                pointer: format!("/rules/{i}/protocol"),
-                message: format!(
-                    "{name} backends are not supported by this proxy version (http/1.1 only)"
-                ),
-            })
-        })
-        .collect()
+    routes::decode(json)
 }
 
 /// What a refused document's host answers with: the first error, and how
@@ -169,19 +135,13 @@ mod tests {
     }
 
     #[test]
-    fn other_protocols_are_refused_by_this_proxy() {
-        let e = compile(br#"{"id":"a","rules":[{"protocol":"grpc"},{"protocol":"h2"}]}"#)
-            .expect_err("refused");
-        assert_eq!(e.len(), 2);
-        let with_others =
-            compile(br#"{"id":"","rules":[{"protocol":"h2c"}]}"#).expect_err("refused");
-        assert_eq!(
-            with_others.len(),
-            2,
-            "listed with the document's other errors"
-        );
+    fn every_protocol_of_the_model_is_served() {
+        let doc = compile(
+            br#"{"id":"a","rules":[{"protocol":"grpc"},{"protocol":"h2"},{"protocol":"h2c"},{"protocol":"http/1.1"}]}"#,
+        )
+        .expect("served");
+        assert_eq!(doc.rules.len(), 4);
+        let e = compile(br#"{"id":"a","rules":[{"protocol":"spdy"}]}"#).expect_err("refused");
         assert_eq!(e[0].pointer, "/rules/0/protocol");
-        let s = summary(&e);
-        assert!(s.ends_with("(and 1 more)"), "{s}");
     }
 }

@@ -242,16 +242,16 @@ async fn ask(
     sub: Request<UpstreamBody>,
 ) -> Result<(StatusCode, HeaderMap), ProxyError> {
     let mut conn = shared.pool.acquire(&auth.backend).await?;
-    let resp = match conn.sender.try_send_request(sub).await {
+    let resp = match conn.sender.try_send(sub).await {
         Ok(resp) => resp,
         Err(mut e) => match e.take_message() {
             // A pooled connection found closed before the request left.
             Some(unsent) if conn.reused => {
                 conn = shared.pool.reconnect(&auth.backend, conn).await?;
                 conn.sender
-                    .send_request(unsent)
+                    .try_send(unsent)
                     .await
-                    .map_err(|e| ProxyError::Upstream(e.to_string()))?
+                    .map_err(|e| ProxyError::Upstream(e.into_error().to_string()))?
             }
             _ => return Err(ProxyError::Upstream(e.into_error().to_string())),
         },
