@@ -7,9 +7,8 @@
   around) the one place named below;
 - cli_only/: the schema accepts what only the command can check (regular
   expressions that do not compile, backendRequest past request, repeated
-  header names, Host and hop-by-hop headers, protocols this proxy does not
-  serve, URLs and host names that do not parse, unclean paths, a mirror
-  fraction above 1, integers written as 1.0, a document over 4 MiB, IP
+  header names, Host and hop-by-hop headers, URLs and host names that do
+  not parse, unclean paths, a mirror fraction above 1, integers written as 1.0, a document over 4 MiB, IP
   networks that do not parse, password entries that are not hashes, a rate
   limit period out of range), and the command refuses it;
 - multi_error.json: the command lists every error, not only the first.
@@ -174,8 +173,6 @@ CLI_ONLY = {
     "redirect_hostname_with_port": "/rules/0/filters/0/hostname",
     "mirror_fraction_above_one": "/rules/0/filters/0/fraction",
     "weight_written_as_float": "/rules/0/backends/0/weight",
-    "protocol_h2c": "/rules/0/protocol",
-    "protocol_grpc": "/rules/0/protocol",
     "backend_url_ftp": "/rules/0/backends/0",
     "mirror_url_without_scheme": "/rules/0/filters/0",
     # Policies: networks that do not parse, password entries that are not
@@ -329,7 +326,7 @@ def test_schema_describes_every_property():
 def test_schema_names_the_command_for_what_it_cannot_check():
     description = schema()["description"]
     assert "hipache routes check" in description
-    for needle in ("regular expressions compile", "backendRequest", "Host", "hop-by-hop", "http/1.1"):
+    for needle in ("regular expressions compile", "backendRequest", "Host", "hop-by-hop"):
         assert needle in description, needle
 
 

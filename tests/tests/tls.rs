@@ -729,6 +729,95 @@ async fn tls_backend(leaf: &Leaf) -> SocketAddr {
     addr
 }
 
+/// A backend behind TLS offering `alpn` that answers with the HTTP
+/// version it was spoken to in.
+async fn alpn_backend(leaf: &Leaf, alpn: &[&[u8]]) -> SocketAddr {
+    let key = <rustls::pki_types::PrivateKeyDer<'static> as rustls::pki_types::pem::PemObject>::from_pem_slice(
+        leaf.key_pem.as_bytes(),
+    )
+    .expect("backend key PEM");
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der.clone()], key)
+        .expect("backend TLS config");
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind TLS backend");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let version = format!("{:?}", req.version());
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                        version,
+                    ))))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A rule with `"protocol": "h2"` speaks HTTP/2 to an `https://` backend
+/// that offers `h2` in ALPN, and HTTP/1.1 to one that does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_backends_get_http2_by_alpn_when_the_rule_asks() {
+    let redis = RedisServer::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new();
+    let leaf = ca.leaf(&["localhost"]);
+    let h2 = alpn_backend(&leaf, &[b"h2", b"http/1.1"]).await;
+    let h1 = alpn_backend(&leaf, &[b"http/1.1"]).await;
+    let ca_file = tmp.path().join("backend-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write CA");
+    let proxy = TestProxy::start(&redis.url(), json!({"backendCa": ca_file})).await;
+    for (host, addr, want) in [("h2.test", h2, "HTTP/2.0"), ("h1.test", h1, "HTTP/1.1")] {
+        let url = format!("https://localhost:{}", addr.port());
+        redis
+            .set_routes(
+                host,
+                &hipache_tests::routes::document(
+                    host,
+                    json!([{"protocol": "h2", "backends": [{"url": url}]}]),
+                ),
+            )
+            .await;
+        for _ in 0..3 {
+            let resp = Req::get(host, "/")
+                .send(proxy.addr())
+                .await
+                .expect("request");
+            assert_eq!(resp.status, 200, "{}", resp.text());
+            assert_eq!(resp.text(), want, "{host}");
+        }
+    }
+    // Without the rule, HTTP/1.1 as before, whatever the backend offers.
+    redis
+        .rpush_frontend(
+            "plain.test",
+            "plain",
+            &[format!("https://localhost:{}", h2.port())],
+        )
+        .await;
+    let resp = Req::get("plain.test", "/")
+        .send(proxy.addr())
+        .await
+        .expect("request");
+    assert_eq!(resp.text(), "HTTP/1.1");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_backend_verified_with_backend_ca() {
     let redis = RedisServer::start();

@@ -16,7 +16,8 @@ use super::certs::{self, CertError};
 use super::{provider, ALPN_HTTP1, PROTOCOL_VERSIONS};
 
 /// The client configuration for backend connections. ALPN offers
-/// `http/1.1` only: the pool speaks HTTP/1.1 to backends.
+/// `http/1.1` only; the pool derives the one offering `h2` first for the
+/// rules that ask for HTTP/2.
 pub fn client_config(
     backend_ca: Option<&Path>,
     verify: bool,
