@@ -226,3 +226,82 @@ async fn tunnel_idle_timeout_closes_silent_tunnels() {
         "a silent tunnel is closed after tunnelIdleTimeout"
     );
 }
+
+/// An HTTP/2 client's WebSocket (RFC 8441): with `http2WebSocket` the
+/// proxy advertises extended CONNECT; a `CONNECT` with `:protocol
+/// websocket` reaches an HTTP/1.1 WebSocket backend as its opening
+/// handshake, the client gets `200`, and messages flow both ways on the
+/// HTTP/2 stream. Without the setting nothing is advertised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_over_http2_reaches_an_http1_backend() {
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    let backend = WsBackend::start().await;
+    for enabled in [true, false] {
+        let (redis, proxy) = setup(json!({"http2WebSocket": enabled})).await;
+        redis
+            .rpush_frontend("ws.test", "ws", &[backend.url()])
+            .await;
+        let tcp = tokio::net::TcpStream::connect(proxy.addr())
+            .await
+            .expect("connect");
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .expect("h2 handshake");
+        // The server's SETTINGS come right after the handshake: the
+        // connection is driven here until they did (or 500 ms passed).
+        let mut conn = Box::pin(conn);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        while !conn.is_extended_connect_protocol_enabled() {
+            tokio::select! {
+                _ = &mut conn => panic!("the connection ended"),
+                () = tokio::time::sleep_until(deadline) => break,
+                () = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        }
+        assert_eq!(conn.is_extended_connect_protocol_enabled(), enabled);
+        tokio::spawn(conn);
+        if !enabled {
+            continue;
+        }
+        let mut req = http::Request::connect("http://ws.test/chat")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-protocol", "chat")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request");
+        req.extensions_mut()
+            .insert(hyper::ext::Protocol::from_static("websocket"));
+        let mut resp = send.send_request(req).await.expect("an answer");
+        assert_eq!(resp.status(), 200);
+        let stream = hyper::upgrade::on(&mut resp).await.expect("the stream");
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(stream),
+            Role::Client,
+            None,
+        )
+        .await;
+        for i in 0..10 {
+            ws.send(Message::text(format!("hello {i}")))
+                .await
+                .expect("send");
+            assert_eq!(next(&mut ws).await, Message::text(format!("hello {i}")));
+        }
+        ws.close(None).await.expect("close");
+        let handshake = backend
+            .handshakes()
+            .pop()
+            .expect("the backend saw a handshake");
+        let get = |name: &str| {
+            handshake
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("upgrade").as_deref(), Some("websocket"));
+        assert_eq!(get("sec-websocket-protocol").as_deref(), Some("chat"));
+        assert!(get("sec-websocket-key").is_some(), "{handshake:?}");
+    }
+}

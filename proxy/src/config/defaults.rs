@@ -132,3 +132,9 @@ pub const LRU_CACHE_SIZE: usize = 5;
 /// Seconds an entry of Hipache's `lruCache` lives when `ttl` is omitted:
 /// the value in Hipache's own dev and test configurations.
 pub const LRU_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// WebSocket over HTTP/2 (RFC 8441) is opt-in while it is new here: on, the
+/// proxy advertises `SETTINGS_ENABLE_CONNECT_PROTOCOL` and browsers open
+/// their WebSockets on the page's HTTP/2 connection; off, they open an
+/// HTTP/1.1 connection for each, as they do with any server without it.
+pub const HTTP2_WEBSOCKET: bool = false;

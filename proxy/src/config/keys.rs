@@ -281,6 +281,9 @@ const SERVER: &[Key] = &[
     key("debugFrom")
         .kind(Kind::Custom(read_debug_from, show_debug_from))
         .doc("Who may ask for `x-debug-*` headers"),
+    key("http2WebSocket")
+        .kind(Kind::Flag(field!(http2_websocket)))
+        .doc("Accept WebSocket over HTTP/2 (RFC 8441 extended CONNECT)"),
     key("upgradeProtocols")
         .kind(Kind::Custom(read_upgrade_protocols, show_upgrade_protocols))
         .doc("Upgrade protocols relayed to backends"),

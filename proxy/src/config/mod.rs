@@ -131,6 +131,8 @@ pub struct Config {
     pub redis_ca: Option<PathBuf>,
     /// Verify `https://` backends' certificates (`server.backendTlsVerify`).
     pub backend_tls_verify: bool,
+    /// `server.http2WebSocket`: RFC 8441 WebSocket from HTTP/2 clients.
+    pub http2_websocket: bool,
     /// Answer plain-HTTP requests with a redirect to HTTPS.
     pub https_redirect: bool,
     /// Bound on a client's TLS handshake; `None` disables.
@@ -255,6 +257,7 @@ impl Default for Config {
             backend_ca: None,
             redis_ca: None,
             backend_tls_verify: defaults::BACKEND_TLS_VERIFY,
+            http2_websocket: defaults::HTTP2_WEBSOCKET,
             https_redirect: defaults::HTTPS_REDIRECT,
             tls_handshake_timeout: Some(defaults::TLS_HANDSHAKE_TIMEOUT),
             status_page: defaults::STATUS_PAGE,

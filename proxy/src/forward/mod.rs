@@ -139,6 +139,8 @@ async fn proxy(
     ex: &Exchange,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    // Only reachable when `http2WebSocket` advertised extended CONNECT.
+    upgrade::from_extended_connect(&mut req);
     let mut to = match route::route(shared, conn, &req).await? {
         Routed::Answer(resp) => return Ok(resp),
         Routed::To(to) => to,

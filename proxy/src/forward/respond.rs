@@ -85,6 +85,9 @@ pub fn relay(
         .clone()
         .map(|log| (log, ex.entry(conn, status, 0, Some(backend_time))));
     if let (Some(client), Some(backend_side)) = (client, backend_side) {
+        if ex.version == http::Version::HTTP_2 {
+            upgrade::http2_switched(&mut parts);
+        }
         // The backend connection now belongs to the tunnel, outside the pool.
         drop(upstream_conn);
         spawn_tunnel(shared, client, backend_side, log);

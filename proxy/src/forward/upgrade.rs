@@ -122,6 +122,44 @@ pub static SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocke
 pub static SEC_WEBSOCKET_VERSION: HeaderName = HeaderName::from_static("sec-websocket-version");
 pub static SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
 
+/// Turns an HTTP/2 client's WebSocket (RFC 8441: `CONNECT` with
+/// `:protocol websocket`) into the HTTP/1.1 opening handshake it stands
+/// for, in place: `GET`, `Connection: Upgrade`, `Upgrade: websocket`, and
+/// a `Sec-WebSocket-Key` of the proxy's own (an HTTP/2 client sends none);
+/// the version, subprotocols and extensions stay the client's. The client
+/// side of the tunnel stays the request's (hyper's upgrade of the stream).
+/// Returns whether `req` was one; [`http2_switched`] turns the backend's
+/// `101` into the `200` the client waits for.
+pub fn from_extended_connect<B>(req: &mut Request<B>) -> bool {
+    let websocket = req.method() == Method::CONNECT
+        && req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+    if !websocket {
+        return false;
+    }
+    *req.method_mut() = Method::GET;
+    *req.version_mut() = Version::HTTP_11;
+    let key: [u8; 16] = rand::random();
+    let h = req.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&BASE64.encode(&key)) {
+        h.insert(SEC_WEBSOCKET_KEY.clone(), v);
+    }
+    true
+}
+
+/// The answer to an HTTP/2 client's WebSocket once the backend switched:
+/// `200`, without the HTTP/1.1 handshake's headers (RFC 8441 §5).
+pub fn http2_switched(parts: &mut http::response::Parts) {
+    parts.status = http::StatusCode::OK;
+    parts.headers.remove(header::UPGRADE);
+    parts.headers.remove(header::CONNECTION);
+    parts.headers.remove(&SEC_WEBSOCKET_ACCEPT);
+}
+
 /// Whether a relayed upgrade is a WebSocket one.
 pub fn is_websocket(upgrade: &HeaderValue) -> bool {
     upgrade

@@ -49,6 +49,9 @@ pub fn builder(config: &Config) -> auto::Builder<TokioExecutor> {
         // frames) larger than the HTTP/1 head limit is refused.
         .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
         .max_send_buf_size(H2_MAX_SEND_BUF);
+    if config.http2_websocket {
+        b.http2().enable_connect_protocol();
+    }
     b
 }
 
