@@ -57,6 +57,7 @@ pub mod names {
     pub const BUILD_INFO: &str = "hipache_build_info";
     pub const FRONTEND_REQUESTS: &str = "hipache_frontend_requests_total";
     pub const TLS_CERT_EXPIRY: &str = "hipache_tls_certificate_expiration_timestamp_seconds";
+    pub const GRPC_CALLS: &str = "hipache_grpc_calls_total";
 
     /// The process's own families (prometheus' process collector, from
     /// `/proc`), in the order of docs/metrics.md; the syncer exports them too.
@@ -86,6 +87,7 @@ pub mod names {
         TLS_HANDSHAKE_FAILURES,
         PROXY_PROTOCOL_REFUSALS,
         UPSTREAM_ERRORS,
+        GRPC_CALLS,
         RETRIES,
         DEAD_MARKS,
         DEAD_SKIPPED,
@@ -220,6 +222,7 @@ pub struct Metrics {
     pub tls_handshake_failures: IntCounter,
     pub proxy_protocol_refusals: IntCounter,
     upstream_errors: IntCounterVec,
+    grpc_calls: IntCounterVec,
     pub retries: IntCounter,
     dead_marks: IntCounterVec,
     pub dead_skipped: IntCounter,
@@ -290,6 +293,7 @@ impl Metrics {
             tls_handshake_failures: counter(r, names::TLS_HANDSHAKE_FAILURES, "TLS handshakes that failed or timed out."),
             proxy_protocol_refusals: counter(r, names::PROXY_PROTOCOL_REFUSALS, "Connections from proxyProtocolFrom closed without a valid PROXY header."),
             upstream_errors: counter_vec(r, names::UPSTREAM_ERRORS, "Failed upstream exchanges, by kind.", &["kind"]),
+            grpc_calls: counter_vec(r, names::GRPC_CALLS, "gRPC calls answered, by the class of their grpc-status.", &["grpc_class"]),
             retries: counter(r, names::RETRIES, "Requests retried on another backend after a connection failure."),
             dead_marks: counter_vec(r, names::DEAD_MARKS, "Dead marks, by what was done: written (SADD+EXPIRE+PUBLISH), published (checker active), dropped.", &["result"]),
             dead_skipped: counter(r, names::DEAD_SKIPPED, "Backends skipped because they were marked dead."),
@@ -356,6 +360,9 @@ impl Metrics {
         }
         for kind in UpstreamErrorKind::ALL {
             let _ = self.upstream_errors.with_label_values(&[kind.label()]);
+        }
+        for class in crate::forward::grpc::CLASSES {
+            let _ = self.grpc_calls.with_label_values(&[class]);
         }
         for result in DEAD_MARK_RESULTS {
             let _ = self.dead_marks.with_label_values(&[result]);
@@ -433,6 +440,14 @@ impl Metrics {
         self.connections_open
             .with_label_values(&[if tls { "https" } else { "http" }])
             .dec();
+    }
+
+    /// A gRPC call answered with `grpc-status` `code` (`None`: it ended
+    /// without one).
+    pub fn grpc_call(&self, code: Option<u32>) {
+        self.grpc_calls
+            .with_label_values(&[crate::forward::grpc::class(code)])
+            .inc();
     }
 
     pub fn upstream_error(&self, kind: UpstreamErrorKind) {

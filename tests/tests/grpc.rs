@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use hipache::metrics::names;
 use hipache_tests::grpc::{self, GrpcServer, Msg};
 use hipache_tests::https::HttpsProxy;
+use hipache_tests::metrics::scrape;
 use hipache_tests::proxy::TestProxy;
 use hipache_tests::redis::RedisServer;
 use hipache_tests::routes::document;
@@ -162,7 +164,7 @@ async fn proxy_errors_are_grpc_statuses() {
     let redis = RedisServer::start();
     let server = GrpcServer::start("slow").await;
     route(&redis, HOST, &[server.url()]).await;
-    let proxy = TestProxy::start(&redis.url(), json!({})).await;
+    let proxy = TestProxy::start_with_admin(&redis.url(), json!({})).await;
 
     // A call that succeeds: its grpc-status is in the trailers (the
     // backend's), not in the head.

@@ -40,6 +40,8 @@ pub struct UpstreamBody {
     metrics: std::sync::Arc<Metrics>,
     start: Instant,
     bytes: u64,
+    /// A gRPC call whose status is still to come (in the trailers).
+    grpc_pending: bool,
 }
 
 impl UpstreamBody {
@@ -57,10 +59,21 @@ impl UpstreamBody {
             metrics,
             start,
             bytes: 0,
+            grpc_pending: false,
         }
     }
 
+    /// Counts the gRPC call's status when its trailers pass (or as missing
+    /// if the body ends without them).
+    pub fn with_grpc_status_pending(mut self) -> Self {
+        self.grpc_pending = true;
+        self
+    }
+
     fn finish(&mut self, complete: bool) {
+        if std::mem::take(&mut self.grpc_pending) {
+            self.metrics.grpc_call(None);
+        }
         if let Some(conn) = self.conn.take() {
             // A body cut short leaves the connection mid-response: drop it.
             if complete {
@@ -96,6 +109,11 @@ impl Body for ProxyBody {
                     if let Some(d) = frame.data_ref() {
                         u.bytes += d.len() as u64;
                         u.metrics.response_bytes.inc_by(d.len() as u64);
+                    } else if let Some(t) = frame.trailers_ref().filter(|_| u.grpc_pending) {
+                        if let Some(code) = super::grpc::status_of(t) {
+                            u.grpc_pending = false;
+                            u.metrics.grpc_call(Some(code));
+                        }
                     }
                     if u.inner.is_end_stream() {
                         u.finish(true);

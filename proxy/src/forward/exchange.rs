@@ -117,6 +117,9 @@ pub fn error_response(
         }
     }
     if ex.grpc {
+        shared
+            .metrics
+            .grpc_call(Some(super::grpc::code_of(&e) as u32));
         if let Some(log) = &shared.access_log {
             log.log(ex.entry(conn, status, 0, None));
         }

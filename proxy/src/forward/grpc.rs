@@ -36,6 +36,30 @@ pub enum Code {
     Unauthenticated = 16,
 }
 
+/// The classes of `hipache_grpc_calls_total`.
+pub const CLASSES: [&str; 4] = ["ok", "client_error", "server_error", "missing"];
+
+/// The class of a call's `grpc-status`: `ok` (0); `client_error` for the
+/// codes that blame the call (CANCELLED, INVALID_ARGUMENT, NOT_FOUND,
+/// ALREADY_EXISTS, PERMISSION_DENIED, FAILED_PRECONDITION, OUT_OF_RANGE,
+/// UNAUTHENTICATED); `server_error` for the others (UNKNOWN,
+/// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, UNIMPLEMENTED,
+/// INTERNAL, UNAVAILABLE, DATA_LOSS, and codes past 16); `missing` for a
+/// call that ended without a status (a stream cut short).
+pub fn class(code: Option<u32>) -> &'static str {
+    match code {
+        Some(0) => "ok",
+        Some(1 | 3 | 5 | 6 | 7 | 9 | 11 | 16) => "client_error",
+        Some(_) => "server_error",
+        None => "missing",
+    }
+}
+
+/// The `grpc-status` of a head or trailers, when there is one.
+pub fn status_of(headers: &HeaderMap) -> Option<u32> {
+    headers.get(&GRPC_STATUS)?.to_str().ok()?.parse().ok()
+}
+
 /// Whether the request is gRPC: `content-type: application/grpc` or
 /// `application/grpc+<codec>`.
 pub fn is_grpc(headers: &HeaderMap) -> bool {
@@ -163,6 +187,18 @@ mod tests {
         for bad in ["", "m", "100", "123456789m", "1x", "-1m", "1.5S"] {
             assert_eq!(t(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn statuses_fall_in_classes() {
+        assert_eq!(class(Some(0)), "ok");
+        assert_eq!(class(Some(5)), "client_error");
+        assert_eq!(class(Some(16)), "client_error");
+        assert_eq!(class(Some(14)), "server_error");
+        assert_eq!(class(Some(99)), "server_error");
+        assert_eq!(class(None), "missing");
+        assert_eq!(status_of(&headers(&[("grpc-status", "4")])), Some(4));
+        assert_eq!(status_of(&headers(&[("grpc-status", "x")])), None);
     }
 
     #[test]

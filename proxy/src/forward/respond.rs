@@ -94,12 +94,23 @@ pub fn relay(
         return Ok(Response::from_parts(parts, ProxyBody::empty()));
     }
     let metrics = shared.metrics.clone();
+    // A gRPC call's status is in the head (trailers-only) or the trailers.
+    let grpc_head = ex.grpc.then(|| super::grpc::status_of(&parts.headers));
+    if let Some(Some(code)) = grpc_head {
+        metrics.grpc_call(Some(code));
+    }
     let body = if incoming.is_end_stream() {
         upstream_conn.release();
+        if grpc_head == Some(None) {
+            metrics.grpc_call(None);
+        }
         drop(UpstreamBody::new(incoming, None, log, metrics, ex.start));
         ProxyBody::empty()
     } else {
-        let body = UpstreamBody::new(incoming, Some(upstream_conn), log, metrics, ex.start);
+        let mut body = UpstreamBody::new(incoming, Some(upstream_conn), log, metrics, ex.start);
+        if grpc_head == Some(None) {
+            body = body.with_grpc_status_pending();
+        }
         ProxyBody::Upstream(Box::new(body))
     };
     Ok(Response::from_parts(parts, body))
