@@ -215,6 +215,20 @@ async fn proxy_errors_are_grpc_statuses() {
         .await
         .expect_err("no backend");
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+
+    // Counted by class: the call that succeeded (its status in the
+    // trailers), NOT_FOUND, and the two server-side failures.
+    let s = scrape(proxy.admin_addr()).await;
+    let calls = |class: &str| s.value(names::GRPC_CALLS, &[("grpc_class", class)]);
+    assert_eq!(
+        (
+            calls("ok"),
+            calls("client_error"),
+            calls("server_error"),
+            calls("missing")
+        ),
+        (1.0, 1.0, 2.0, 0.0)
+    );
 }
 
 /// One gRPC unary call sent with hyper's HTTP/2 client, with
