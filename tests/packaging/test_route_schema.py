@@ -44,6 +44,7 @@ INVALID = {
     "unknown_rule_field": "/rules/0",
     "unknown_match_field": "/rules/0/matches/0",
     "unknown_backend_field": "/rules/0/backends/0",
+    "proxy_protocol_v3": "/rules/0/proxyProtocol",
     "version_2": "/version",
     "version_string": "/version",
     "missing_id": "",

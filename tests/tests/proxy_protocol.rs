@@ -137,3 +137,122 @@ async fn the_header_comes_before_the_tls_handshake() {
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(forwarded_for(&backend), "192.0.2.44");
 }
+
+/// A backend that expects a PROXY header (v1 or v2) at the start of every
+/// connection, then answers each request on it with the client address
+/// the header named, and counts its connections.
+async fn proxy_aware_backend() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let connections = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // The header, by its own framing.
+                let client = loop {
+                    let Ok(n) = tcp.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if buf.starts_with(b"PROXY ") {
+                        if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
+                            let line = String::from_utf8_lossy(&buf[..end]).into_owned();
+                            buf.drain(..end + 2);
+                            let f: Vec<&str> = line.split(' ').collect();
+                            break format!("v1 {} {}", f[2], f[4]);
+                        }
+                    } else if buf.len() >= 16 && buf.starts_with(b"\r\n\r\n\0\r\nQUIT\n") {
+                        let len = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
+                        if buf.len() >= 16 + len && len >= 12 {
+                            let a = &buf[16..16 + len];
+                            let ip = std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3]);
+                            let port = u16::from_be_bytes([a[8], a[9]]);
+                            buf.drain(..16 + len);
+                            break format!("v2 {ip} {port}");
+                        }
+                    } else if buf.len() >= 16 {
+                        let _ = tcp
+                            .write_all(
+                                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 9\r\n\r\nno header",
+                            )
+                            .await;
+                        return;
+                    }
+                };
+                // Then requests, until the connection closes.
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{client}",
+                            client.len()
+                        );
+                        if tcp.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    match tcp.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, connections)
+}
+
+/// A rule's `proxyProtocol` sends a PROXY header first on each backend
+/// connection, naming the client (here the one a trusted load balancer's
+/// header gave the proxy); such connections are never reused for another
+/// request, since the header speaks of one client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_send_the_client_address_to_backends_with_v1_and_v2() {
+    use std::sync::atomic::Ordering;
+    let redis = RedisServer::start();
+    let (backend, connections) = proxy_aware_backend().await;
+    for (host, version) in [("v1.test", "v1"), ("v2.test", "v2")] {
+        redis
+            .set_routes(
+                host,
+                &hipache_tests::routes::document(
+                    host,
+                    json!([{"proxyProtocol": version, "backends": [{"url": format!("http://{backend}")}]}]),
+                ),
+            )
+            .await;
+    }
+    let proxy = TestProxy::start(&redis.url(), json!({"proxyProtocolFrom": ["127.0.0.0/8"]})).await;
+    for (host, version) in [("v1.test", "v1"), ("v2.test", "v2")] {
+        let before = connections.load(Ordering::Relaxed);
+        for _ in 0..3 {
+            let mut bytes = v1("203.0.113.7");
+            bytes.extend(get(host));
+            let answer = raw(proxy.addr(), &bytes).await;
+            assert_eq!(raw_status(&answer), Some(200), "{answer}");
+            assert!(
+                answer.ends_with(&format!("{version} 203.0.113.7 51234")),
+                "the backend read the client from the header: {answer}"
+            );
+        }
+        assert_eq!(
+            connections.load(Ordering::Relaxed) - before,
+            3,
+            "one backend connection per request, none reused"
+        );
+    }
+}

@@ -44,6 +44,8 @@ pub struct Outbound {
     wire: Wire,
     /// A gRPC client's `grpc-timeout`: the deadline of the whole attempt.
     deadline: Option<Duration>,
+    /// The PROXY protocol header the rule sends its backends first.
+    preamble: Option<Vec<u8>>,
 }
 
 /// A bodyless request's head, to send again.
@@ -95,6 +97,11 @@ pub fn outbound(
         Some((_, rule, _)) if upgrade.is_none() && rule.protocol != Protocol::Http1 => Wire::Http2,
         _ => Wire::Http1,
     };
+    let preamble = to
+        .route
+        .rule()
+        .and_then(|(_, rule, _)| rule.proxy_protocol)
+        .map(|v| crate::upstream::proxy_header::header(v, conn.peer, conn.local));
     upstream_head(
         &mut parts,
         to.normalized.take(),
@@ -138,6 +145,7 @@ pub fn outbound(
             pin,
             wire,
             deadline,
+            preamble,
         };
     }
     let client_body_failed = Arc::new(AtomicBool::new(false));
@@ -169,6 +177,7 @@ pub fn outbound(
         pin,
         wire,
         deadline,
+        preamble,
     }
 }
 
@@ -244,6 +253,7 @@ async fn attempts<'r>(
         pin,
         wire,
         deadline: _,
+        preamble,
     } = out;
     let pin = pin.as_ref();
     // An HTTP/2 backend may refuse a stream after hyper took the request
@@ -282,7 +292,11 @@ async fn attempts<'r>(
             .backend_stats
             .as_ref()
             .and_then(|s| s.begin(&backend.url_text));
-        let sent = match shared.pool.acquire_for(url, wire).await {
+        let acquired = match &preamble {
+            Some(p) => shared.pool.acquire_private(url, wire, p).await,
+            None => shared.pool.acquire_for(url, wire).await,
+        };
+        let sent = match acquired {
             Ok(c) => send(shared, url, c, req, policy.backend_timeout)
                 .await
                 .map_err(|mut e| {

@@ -1,8 +1,10 @@
 //! Upstream: choosing a backend (uniformly for a list, by weight for a
-//! route document's rule) and the pooled connections to backends.
+//! route document's rule), the pooled connections to backends, and the
+//! PROXY protocol header a rule may send them ([`proxy_header`]).
 
 pub mod affinity;
 pub mod pool;
+pub mod proxy_header;
 
 use hipache_schema::routes::weights;
 use hipache_schema::BackendEntry;

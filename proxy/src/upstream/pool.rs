@@ -229,7 +229,7 @@ impl Pool {
                     _permit: permit,
                 });
             }
-            let sender = self.connect_h2(backend, &host).await?;
+            let sender = self.connect_h2(backend, &host, None).await?;
             if let Sender::Http2(s) = &sender {
                 *shared = Some(s.clone());
             }
@@ -259,7 +259,7 @@ impl Pool {
                 _permit: permit,
             });
         }
-        let sender = Sender::Http1(self.connect(backend).await?);
+        let sender = Sender::Http1(self.connect(backend, None).await?);
         Ok(Conn {
             sender,
             reused: false,
@@ -269,14 +269,47 @@ impl Pool {
         })
     }
 
+    /// A connection of its own to `backend` that starts with `preamble` (a
+    /// PROXY protocol header about this request's client): never pooled
+    /// nor shared, since the header speaks of one client.
+    pub async fn acquire_private(
+        &self,
+        backend: &BackendUrl,
+        wire: Wire,
+        preamble: &[u8],
+    ) -> Result<Conn, ProxyError> {
+        let host = self.host(backend);
+        let permit = match host.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => tokio::time::timeout(
+                self.config.queue_timeout,
+                host.permits.clone().acquire_owned(),
+            )
+            .await
+            .map_err(|_| ProxyError::PoolTimeout)?
+            .map_err(|_| ProxyError::PoolTimeout)?,
+        };
+        let sender = match wire {
+            Wire::Http2 => self.connect_h2(backend, &host, Some(preamble)).await?,
+            Wire::Http1 => Sender::Http1(self.connect(backend, Some(preamble)).await?),
+        };
+        Ok(Conn {
+            sender,
+            reused: false,
+            host,
+            keep_alive: false,
+            _permit: permit,
+        })
+    }
+
     /// A fresh connection, bypassing the idle list (after a pooled one
     /// turned out to be closed).
     pub async fn reconnect(&self, backend: &BackendUrl, conn: Conn) -> Result<Conn, ProxyError> {
         let sender = match &conn.sender {
-            Sender::Http1(_) => Sender::Http1(self.connect(backend).await?),
+            Sender::Http1(_) => Sender::Http1(self.connect(backend, None).await?),
             Sender::Http2(_) => {
                 let mut shared = conn.host.h2.lock().await;
-                let sender = self.connect_h2(backend, &conn.host).await?;
+                let sender = self.connect_h2(backend, &conn.host, None).await?;
                 if let Sender::Http2(s) = &sender {
                     *shared = Some(s.clone());
                 }
@@ -297,8 +330,9 @@ impl Pool {
         &self,
         backend: &BackendUrl,
         host: &HostPool,
+        preamble: Option<&[u8]>,
     ) -> Result<Sender, ProxyError> {
-        let stream = self.connect_tcp(backend).await?;
+        let stream = self.connect_tcp(backend, preamble).await?;
         match backend.scheme {
             hipache_schema::Scheme::Http => handshake_h2(stream).await.map(Sender::Http2),
             hipache_schema::Scheme::Https => {
@@ -314,8 +348,12 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, backend: &BackendUrl) -> Result<SendRequest<UpstreamBody>, ProxyError> {
-        let stream = self.connect_tcp(backend).await?;
+    async fn connect(
+        &self,
+        backend: &BackendUrl,
+        preamble: Option<&[u8]>,
+    ) -> Result<SendRequest<UpstreamBody>, ProxyError> {
+        let stream = self.connect_tcp(backend, preamble).await?;
         match backend.scheme {
             hipache_schema::Scheme::Http => handshake(stream).await,
             hipache_schema::Scheme::Https => {
@@ -346,7 +384,13 @@ impl Pool {
         .map_err(|e| ProxyError::Upstream(format!("TLS handshake with the backend: {e}")))
     }
 
-    async fn connect_tcp(&self, backend: &BackendUrl) -> Result<TcpStream, ProxyError> {
+    /// A TCP connection to `backend`, `preamble` written first (before
+    /// TLS, as the PROXY protocol wants).
+    async fn connect_tcp(
+        &self,
+        backend: &BackendUrl,
+        preamble: Option<&[u8]>,
+    ) -> Result<TcpStream, ProxyError> {
         let authority = backend.authority();
         let connect = TcpStream::connect(authority.as_str());
         let stream = match self.config.connect_timeout {
@@ -357,6 +401,12 @@ impl Pool {
         }
         .map_err(ProxyError::Connect)?;
         let _ = stream.set_nodelay(true);
+        let mut stream = stream;
+        if let Some(bytes) = preamble {
+            tokio::io::AsyncWriteExt::write_all(&mut stream, bytes)
+                .await
+                .map_err(ProxyError::Connect)?;
+        }
         Ok(stream)
     }
 }

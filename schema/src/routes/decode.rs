@@ -17,8 +17,8 @@ use serde_json::{Map, Value};
 use super::limits;
 use super::matching::{Match, PathCond, Pattern, ValueCond};
 use super::{
-    duration, Filters, HeaderModifier, Mirror, PathModifier, Policies, Protocol, Redirect, Retry,
-    Rewrite, RouteDocument, Rule, Timeouts,
+    duration, Filters, HeaderModifier, Mirror, PathModifier, Policies, Protocol, ProxyProtocol,
+    Redirect, Retry, Rewrite, RouteDocument, Rule, Timeouts,
 };
 use crate::backend::{BackendUrl, BackendUrlError, Scheme};
 use crate::entry::BackendEntry;
@@ -98,6 +98,7 @@ const RULE_FIELDS: &[&str] = &[
     "retry",
     "maxBodySize",
     "protocol",
+    "proxyProtocol",
     "policies",
 ];
 
@@ -291,6 +292,16 @@ impl Ctx {
             cx.uint(at, v, 0..=u64::MAX)
         });
         let protocol = self.optional(at, m, "protocol", Self::protocol);
+        let proxy_protocol = self.optional(at, m, "proxyProtocol", |cx, at, v| {
+            match cx.string(at, v)? {
+                "v1" => Some(ProxyProtocol::V1),
+                "v2" => Some(ProxyProtocol::V2),
+                _ => {
+                    cx.err(at, "must be v1 or v2");
+                    None
+                }
+            }
+        });
         let policies = self.optional(at, m, "policies", |cx, at, v| cx.policies(at, v, &scope));
         Some(Rule {
             name: name?,
@@ -302,6 +313,7 @@ impl Ctx {
             retry: retry?,
             max_body_size: max_body_size?,
             protocol: protocol?.unwrap_or_default(),
+            proxy_protocol: proxy_protocol?,
             policies: policies?.unwrap_or_default(),
         })
     }

@@ -87,6 +87,8 @@ pub struct Rule {
     pub retry: Option<Retry>,
     pub max_body_size: Option<u64>,
     pub protocol: Protocol,
+    /// A PROXY protocol header to send first on each backend connection.
+    pub proxy_protocol: Option<ProxyProtocol>,
     /// The rule's effective policies: its own over the host's.
     pub policies: Policies,
 }
@@ -200,6 +202,15 @@ impl Protocol {
             Protocol::Grpc => "grpc",
         }
     }
+}
+
+/// The PROXY protocol version a rule sends to its backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    /// The text form, `PROXY TCP4 ...\r\n`.
+    V1,
+    /// The binary form.
+    V2,
 }
 
 /// Limits on a document, so that one tenant's document cannot exhaust a
