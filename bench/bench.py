@@ -39,6 +39,9 @@ HOST = "bench.local"
 # A host served by a route document of 20 rules (test_document), and one
 # served by a plain list with as many labels (so as many candidates read).
 DOC_HOST = "doc.bench.local"
+H2_HOST = "h2.bench.local"
+# h2load: connections and streams per connection of the HTTP/2 case.
+H2_CONNS, H2_STREAMS = 10, 10
 LIST_HOST = "list.bench.local"
 # A host whose document has an allow-list, a fleet-wide rate limit and CORS
 # (test_policies).
@@ -197,7 +200,8 @@ class Bench:
                 return list(range(base, base + n))
 
     def start(self):
-        names = ["direct", "backend-b", "redis", "nginx", "haproxy", "hipache-strict", "hipache-tracking"]
+        names = ["direct", "backend-b", "redis", "nginx", "haproxy", "hipache-strict", "hipache-tracking",
+                 "h2-backend", "nginx-h2"]
         self.ports = dict(zip(names, self.free_ports(len(names))))
         P = self.ports
         user = "user root;" if os.geteuid() == 0 else ""
@@ -235,6 +239,10 @@ http {{
     server {{
         listen 127.0.0.1:{P['backend-b']} backlog=4096;
         location / {{ return 200 "{BODY_B.strip()}\\n"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{P['h2-backend']} http2 backlog=4096;
+        location / {{ return 200 "{BODY_A.strip()}\\n"; }}
     }}
 }}
 """)
@@ -285,6 +293,21 @@ http {{
             proxy_buffer_size 16k;
             proxy_buffers 8 16k;
             proxy_max_temp_file_size 0;
+        }}
+    }}
+    # HTTP/2 both ways: h2c from the client, h2 to the backend (grpc_pass is
+    # nginx's one HTTP/2 upstream).
+    upstream h2backend {{
+        server 127.0.0.1:{P['h2-backend']};
+        keepalive 64;
+        keepalive_requests 100000000;
+    }}
+    server {{
+        listen 127.0.0.1:{P['nginx-h2']} http2 backlog=4096;
+        location / {{
+            grpc_pass grpc://h2backend;
+            grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            grpc_set_header X-Real-IP $remote_addr;
         }}
     }}
 }}
@@ -338,7 +361,7 @@ backend be
                                       "routeCache": mode}}, f, indent=2)
             self.spawn(name, [hbin, "--config", cfg], PROXY_CPU, env=env)
 
-        for name in ["direct", "backend-b", "nginx", "haproxy"] + HIPACHES:
+        for name in ["direct", "backend-b", "nginx", "haproxy", "h2-backend", "nginx-h2"] + HIPACHES:
             self.wait_port(P[name], name)
         for t in TARGETS:
             status, body = self.get(P[t])
@@ -397,6 +420,31 @@ backend be
         if r["errors"]:
             log(f"  {target}: {r['errors']} errors (connect {r['connect']} read {r['read']} "
                 f"write {r['write']} status {r['status']} timeout {r['timeout']})")
+        return r
+
+    def h2load(self, target, duration):
+        """h2load against `target` (its HTTP/2 port), H2_CONNS connections of
+        H2_STREAMS streams each, `:authority` H2_HOST."""
+        port = self.ports["nginx-h2" if target == "nginx" else target]
+        cmd = ["taskset", "-c", CLIENT_CPU, "h2load", "-t1", f"-c{H2_CONNS}", f"-m{H2_STREAMS}",
+               f"-D{duration}", "-H", f":authority: {H2_HOST}", f"http://127.0.0.1:{port}/"]
+        cpu_pids = self.cpu_pids(target)
+        t0 = self.ticks(cpu_pids)
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.record_pid(p.pid, "h2load")
+        out, _ = p.communicate(timeout=duration + 60)
+        t1 = self.ticks(cpu_pids)
+        out = out.decode()
+        m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", out)
+        d = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
+        c = re.search(r"status codes: (\d+) 2xx", out)
+        if not m or not d or not c:
+            raise RuntimeError(f"h2load gave no result for {target}:\n{out}")
+        r = {"rps": float(m.group(3)), "requests": int(d.group(2)), "failed": int(d.group(4)),
+             "ok": int(c.group(1))}
+        r["cpu_us_per_req"] = (t1 - t0) / CLK_TCK * 1e6 / max(1, r["requests"])
+        if r["failed"] or r["ok"] != r["requests"]:
+            log(f"  {target}: {r['failed']} failed, {r['requests'] - r['ok']} not 2xx over HTTP/2")
         return r
 
     def loadgen_rate(self, target, rate):
@@ -567,6 +615,18 @@ backend be
                 self.add("doc-list", t, self.wrk(t, self.dur, host=LIST_HOST))
                 self.add("doc-20", t, self.wrk(t, self.dur, path="/app/page", host=DOC_HOST))
 
+    def test_h2(self):
+        url = f"http://127.0.0.1:{self.ports['h2-backend']}"
+        doc = {"version": 1, "id": "bench-h2", "rules": [{"protocol": "h2c", "backends": [{"url": url}]}]}
+        self.redis_cli("SET", f"routes:{H2_HOST}", json.dumps(doc))
+        targets = ["nginx"] + HIPACHES
+        for t in targets:
+            self.h2load(t, 1)          # warm-up, and a check that it answers
+        for i in range(self.rounds):
+            log(f"HTTP/2 to an h2c backend (h2load), round {i + 1}/{self.rounds}")
+            for t in targets:
+                self.add("h2", t, self.h2load(t, self.dur))
+
     def test_policies(self):
         """The plain list against a one-rule document with an IP
         allow-list, a rate limit (high enough never to refuse: what is
@@ -725,6 +785,21 @@ backend be
                 L.append(f"| {t} | {fmt(a1)}{pm('doc-list', t)} | {fmt(a2)}{pm('doc-20', t)} | {ratio(a2, a1)} | "
                          f"{fmt(self.med('doc-list', t, 'cpu_us_per_req'), 2)} | "
                          f"{fmt(self.med('doc-20', t, 'cpu_us_per_req'), 2)} |")
+            L.append("")
+        if "h2" in self.results:
+            L.append("## HTTP/2 both ways: h2c clients to an h2c backend (h2load)")
+            L.append("")
+            L.append(f"h2load -t1, {H2_CONNS} connections x {H2_STREAMS} concurrent streams, `GET /` (a unary-"
+                     "sized request: no body, a 10-byte answer) with `:authority` on a route document whose "
+                     "rule says `protocol: h2c`; nginx with `grpc_pass` (its one HTTP/2 upstream) to the same "
+                     "backend, an nginx `listen ... http2` server. CPU includes redis-server for hipache.")
+            L.append("")
+            L.append("| target | req/s | vs nginx | CPU µs/req | vs nginx |")
+            L.append("|---|---:|---:|---:|---:|")
+            for t in ["nginx"] + HIPACHES:
+                v, c = self.med("h2", t, "rps"), self.med("h2", t, "cpu_us_per_req")
+                L.append(f"| {t} | {fmt(v)}{pm('h2', t)} | {ratio(v, ng('h2'))} | {fmt(c, 2)} | "
+                         f"{ratio(c, ng('h2', 'cpu_us_per_req'))} |")
             L.append("")
         if "pol-policies" in self.results:
             L.append("## Access policies vs a plain list (keep-alive, same run)")
@@ -893,7 +968,7 @@ def main():
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration", type=int)
     ap.add_argument("--only", default="", help="comma-separated tests (debugging): "
-                    "keepalive,close,rate,idle,big,frontends,document,policies,fresh")
+                    "keepalive,close,rate,idle,big,frontends,document,policies,h2,fresh")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     b = Bench(a)
@@ -923,6 +998,8 @@ def main():
             b.test_document()
         if want("policies"):
             b.test_policies()
+        if want("h2"):
+            b.test_h2()
         if want("fresh"):
             b.test_fresh()
     finally:
