@@ -89,6 +89,25 @@ fn endpoints(b: &Backend, svc: &str) -> k8s_openapi::api::discovery::v1::Endpoin
         .build()
 }
 
+/// Moves the `web` Service's endpoints to the other of `backends` (the one
+/// `now_on` does not name) and waits until both proxies route
+/// `a.example.com` to it: how long that took.
+async fn move_web(
+    api: &FakeApi,
+    backends: [&Backend; 2],
+    now_on: &mut usize,
+    proxies: [SocketAddr; 2],
+) -> Duration {
+    let t0 = Instant::now();
+    *now_on = 1 - *now_on;
+    let next = backends[*now_on];
+    api.apply(endpoints(next, "web"));
+    for p in proxies {
+        routes_to(p, "a.example.com", "/", &next.name, Duration::from_secs(20)).await;
+    }
+    t0.elapsed()
+}
+
 /// Requests `host` through `proxies` one after the other until `stop`;
 /// counts them and those that did not get a 200.
 fn steady_load(
@@ -195,23 +214,12 @@ async fn failovers_lose_no_request_and_route_changes_follow() {
 
     // Ten graceful failovers, each followed by a route change.
     let mut visible = Vec::new();
-    let mut now_on = "b1";
+    let mut now_on = 0;
     for i in 0..10 {
         let started = Instant::now();
         cluster.failover().await;
         println!("failover {i}: new master after {:?}", started.elapsed());
-        let t0 = Instant::now();
-        let (next, name) = if now_on == "b1" {
-            (&b2, "b2")
-        } else {
-            (&b1, "b1")
-        };
-        api.apply(endpoints(next, "web"));
-        for p in [p1, p2] {
-            routes_to(p, "a.example.com", "/", name, Duration::from_secs(20)).await;
-        }
-        visible.push(t0.elapsed());
-        now_on = name;
+        visible.push(move_web(&api, [&b1, &b2], &mut now_on, [p1, p2]).await);
         cluster.wait_replicas_linked().await;
     }
     visible.sort();
@@ -237,17 +245,7 @@ async fn failovers_lose_no_request_and_route_changes_follow() {
     )
     .await;
     let promoted = killed_at.elapsed();
-    let t0 = Instant::now();
-    let (next, name) = if now_on == "b1" {
-        (&b2, "b2")
-    } else {
-        (&b1, "b1")
-    };
-    api.apply(endpoints(next, "web"));
-    for p in [p1, p2] {
-        routes_to(p, "a.example.com", "/", name, Duration::from_secs(20)).await;
-    }
-    let after_kill = t0.elapsed();
+    let after_kill = move_web(&api, [&b1, &b2], &mut now_on, [p1, p2]).await;
     println!("SIGKILL of the master: new master named after {promoted:?}; route change visible through both proxies {after_kill:?} later");
     for p in [p1, p2] {
         until(

@@ -383,3 +383,24 @@ pub async fn plain_http_to_tls_port(addr: SocketAddr) {
     let mut sink = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut sink)).await;
 }
+
+/// An HTTP/2 client connection to `addr` with prior knowledge (h2c), its
+/// connection driven by a task of its own.
+pub async fn h2c<B>(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("HTTP/2 handshake with {addr}: {e}"));
+    tokio::spawn(conn);
+    send
+}

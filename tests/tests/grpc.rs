@@ -239,16 +239,7 @@ async fn raw_call(
     m: Msg,
     timeout: Option<&str>,
 ) -> (u16, Option<String>, Duration) {
-    let tcp = tokio::net::TcpStream::connect(proxy)
-        .await
-        .expect("connect");
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .expect("h2 handshake");
-    tokio::spawn(conn);
+    let mut send = hipache_tests::client::h2c(proxy).await;
     let payload = prost::Message::encode_to_vec(&m);
     let mut frame = vec![0u8];
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -393,14 +384,7 @@ async fn trailers_are_relayed_both_ways_over_h2c() {
         )
         .await;
     let proxy = TestProxy::start(&redis.url(), json!({})).await;
-    let tcp = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut send = hipache_tests::client::h2c(proxy.addr()).await;
     let mut trailers = http::HeaderMap::new();
     trailers.insert("x-checksum", "abc123".parse().unwrap());
     let body = http_body_util::StreamBody::new(futures_util::stream::iter([

@@ -680,20 +680,25 @@ async fn h2c_prior_knowledge_on_plain_listener_with_bodies() {
     );
 }
 
-/// An HTTP/1.1 backend behind TLS with a certificate for `localhost`.
-async fn tls_backend(leaf: &Leaf) -> SocketAddr {
-    let chain = vec![leaf.der.clone()];
+/// A backend's TLS acceptor for `leaf`, offering `alpn` (none: no ALPN).
+fn backend_acceptor(leaf: &Leaf, alpn: &[&[u8]]) -> TlsAcceptor {
     let key = <rustls::pki_types::PrivateKeyDer<'static> as rustls::pki_types::pem::PemObject>::from_pem_slice(
         leaf.key_pem.as_bytes(),
     )
     .expect("backend key PEM");
-    let config = rustls::ServerConfig::builder_with_provider(provider())
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_no_client_auth()
-        .with_single_cert(chain, key)
+        .with_single_cert(vec![leaf.der.clone()], key)
         .expect("backend TLS config");
-    let acceptor = TlsAcceptor::from(Arc::new(config));
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    TlsAcceptor::from(Arc::new(config))
+}
+
+/// An HTTP/1.1 backend behind TLS with a certificate for `localhost`.
+async fn tls_backend(leaf: &Leaf) -> SocketAddr {
+    let acceptor = backend_acceptor(leaf, &[]);
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind TLS backend");
@@ -732,18 +737,7 @@ async fn tls_backend(leaf: &Leaf) -> SocketAddr {
 /// A backend behind TLS offering `alpn` that answers with the HTTP
 /// version it was spoken to in.
 async fn alpn_backend(leaf: &Leaf, alpn: &[&[u8]]) -> SocketAddr {
-    let key = <rustls::pki_types::PrivateKeyDer<'static> as rustls::pki_types::pem::PemObject>::from_pem_slice(
-        leaf.key_pem.as_bytes(),
-    )
-    .expect("backend key PEM");
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.der.clone()], key)
-        .expect("backend TLS config");
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let acceptor = backend_acceptor(leaf, alpn);
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind TLS backend");

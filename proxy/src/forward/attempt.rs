@@ -293,7 +293,7 @@ async fn attempts<'r>(
             .as_ref()
             .and_then(|s| s.begin(&backend.url_text));
         let acquired = match &preamble {
-            Some(p) => shared.pool.acquire_private(url, wire, p).await,
+            Some(p) => Box::pin(shared.pool.acquire_private(url, wire, p)).await,
             None => shared.pool.acquire_for(url, wire).await,
         };
         let sent = match acquired {

@@ -114,7 +114,11 @@ impl Sender {
     ) -> Result<Response<Incoming>, TrySendError<Request<UpstreamBody>>> {
         match self {
             Sender::Http1(s) => s.try_send_request(req).await,
-            Sender::Http2(s) => s.try_send_request(http2_request(req)).await,
+            // Boxed, as are the HTTP/2 connects below: their futures are
+            // larger than HTTP/1's, and every request's future would carry
+            // their size inline (hyper keeps a connection's request future
+            // slot for the connection's life).
+            Sender::Http2(s) => Box::pin(s.try_send_request(http2_request(req))).await,
         }
     }
 
@@ -196,6 +200,21 @@ impl Pool {
         h
     }
 
+    /// A slot of `host`'s `maxSockets`, waiting at most the queue timeout.
+    async fn permit(&self, host: &HostPool) -> Result<OwnedSemaphorePermit, ProxyError> {
+        // A free slot is the common case: take it without arming a timer.
+        match host.permits.clone().try_acquire_owned() {
+            Ok(p) => Ok(p),
+            Err(_) => tokio::time::timeout(
+                self.config.queue_timeout,
+                host.permits.clone().acquire_owned(),
+            )
+            .await
+            .map_err(|_| ProxyError::PoolTimeout)?
+            .map_err(|_| ProxyError::PoolTimeout),
+        }
+    }
+
     /// An HTTP/1.1 connection to `backend`: an idle pooled one, or a new
     /// one.
     pub async fn acquire(&self, backend: &BackendUrl) -> Result<Conn, ProxyError> {
@@ -207,17 +226,7 @@ impl Pool {
     /// the backend turned out to speak HTTP/1.1 only.
     pub async fn acquire_for(&self, backend: &BackendUrl, wire: Wire) -> Result<Conn, ProxyError> {
         let host = self.host(backend);
-        // A free slot is the common case: take it without arming a timer.
-        let permit = match host.permits.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => tokio::time::timeout(
-                self.config.queue_timeout,
-                host.permits.clone().acquire_owned(),
-            )
-            .await
-            .map_err(|_| ProxyError::PoolTimeout)?
-            .map_err(|_| ProxyError::PoolTimeout)?,
-        };
+        let permit = self.permit(&host).await?;
         if wire == Wire::Http2 && !host.no_h2.load(Ordering::Relaxed) {
             let mut shared = host.h2.lock().await;
             if let Some(sender) = shared.as_ref().filter(|s| !s.is_closed()) {
@@ -229,7 +238,7 @@ impl Pool {
                     _permit: permit,
                 });
             }
-            let sender = self.connect_h2(backend, &host, None).await?;
+            let sender = Box::pin(self.connect_h2(backend, &host, None)).await?;
             if let Sender::Http2(s) = &sender {
                 *shared = Some(s.clone());
             }
@@ -279,18 +288,9 @@ impl Pool {
         preamble: &[u8],
     ) -> Result<Conn, ProxyError> {
         let host = self.host(backend);
-        let permit = match host.permits.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => tokio::time::timeout(
-                self.config.queue_timeout,
-                host.permits.clone().acquire_owned(),
-            )
-            .await
-            .map_err(|_| ProxyError::PoolTimeout)?
-            .map_err(|_| ProxyError::PoolTimeout)?,
-        };
+        let permit = self.permit(&host).await?;
         let sender = match wire {
-            Wire::Http2 => self.connect_h2(backend, &host, Some(preamble)).await?,
+            Wire::Http2 => Box::pin(self.connect_h2(backend, &host, Some(preamble))).await?,
             Wire::Http1 => Sender::Http1(self.connect(backend, Some(preamble)).await?),
         };
         Ok(Conn {
@@ -309,7 +309,7 @@ impl Pool {
             Sender::Http1(_) => Sender::Http1(self.connect(backend, None).await?),
             Sender::Http2(_) => {
                 let mut shared = conn.host.h2.lock().await;
-                let sender = self.connect_h2(backend, &conn.host, None).await?;
+                let sender = Box::pin(self.connect_h2(backend, &conn.host, None)).await?;
                 if let Sender::Http2(s) = &sender {
                     *shared = Some(s.clone());
                 }
