@@ -29,6 +29,24 @@ fn msg(text: &str) -> Msg {
     }
 }
 
+/// A server-streaming `Count` of `n` messages, one every `delay_ms`.
+async fn count(
+    client: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    n: u32,
+    delay_ms: u32,
+) -> tonic::Streaming<Msg> {
+    let req = Msg {
+        n,
+        delay_ms,
+        ..msg("count")
+    };
+    client
+        .server_streaming(Request::new(req), grpc::path(grpc::COUNT), grpc::codec())
+        .await
+        .expect("server streaming")
+        .into_inner()
+}
+
 /// A grpc rule on `host` to `backends` (URLs).
 async fn route(redis: &RedisServer, host: &str, backends: &[String]) {
     let backends: Vec<_> = backends.iter().map(|u| json!({"url": u})).collect();
@@ -62,16 +80,7 @@ async fn unary_and_streaming_calls_over_h2c() {
     // Server streaming: each message as the server sends it.
     client.ready().await.expect("ready");
     let started = Instant::now();
-    let req = Msg {
-        n: 5,
-        delay_ms: 100,
-        ..msg("count")
-    };
-    let mut stream = client
-        .server_streaming(Request::new(req), grpc::path(grpc::COUNT), grpc::codec())
-        .await
-        .expect("server streaming")
-        .into_inner();
+    let mut stream = count(&mut client, 5, 100).await;
     let first = stream.message().await.expect("a message").expect("one");
     assert_eq!(first.n, 0);
     assert!(
@@ -282,16 +291,7 @@ async fn a_backend_killed_mid_stream_ends_the_call_with_an_error() {
     let proxy = TestProxy::start(&redis.url(), json!({})).await;
     let mut client = grpc::client(proxy.addr(), HOST, None).await;
     client.ready().await.expect("ready");
-    let req = Msg {
-        n: 1000,
-        delay_ms: 20,
-        ..msg("count")
-    };
-    let mut stream = client
-        .server_streaming(Request::new(req), grpc::path(grpc::COUNT), grpc::codec())
-        .await
-        .expect("server streaming")
-        .into_inner();
+    let mut stream = count(&mut client, 1000, 20).await;
     for i in 0..3 {
         assert_eq!(
             stream.message().await.expect("a message").expect("one").n,

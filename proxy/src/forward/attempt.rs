@@ -87,11 +87,10 @@ pub fn outbound(
     to: &mut Destination,
     upgrade: Option<&HeaderValue>,
     admitted: policy::Admitted,
+    grpc: bool,
 ) -> Outbound {
     let (mut parts, body) = req.into_parts();
-    let deadline = super::grpc::is_grpc(&parts.headers)
-        .then(|| super::grpc::timeout(&parts.headers))
-        .flatten();
+    let deadline = grpc.then(|| super::grpc::timeout(&parts.headers)).flatten();
     // Upgrades (WebSocket) are HTTP/1.1 exchanges whatever the rule says.
     let wire = match to.route.rule() {
         Some((_, rule, _)) if upgrade.is_none() && rule.protocol != Protocol::Http1 => Wire::Http2,

@@ -168,7 +168,7 @@ async fn proxy(
         }
     });
     let protocol = client.as_ref().map(|c| &c.requested.protocol);
-    let out = attempt::outbound(shared, conn, req, &mut to, protocol, admitted);
+    let out = attempt::outbound(shared, conn, req, &mut to, protocol, admitted, ex.grpc);
     let answered = Box::pin(attempt::attempt(shared, &to.host, &to.route, out)).await?;
     respond::relay(shared, conn, ex, &to.route, answered, client)
 }
